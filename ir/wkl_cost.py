@@ -1,0 +1,59 @@
+"""Cycle and memory rules for WKL statements.
+
+One definition used by both the compiler (to cost candidate region shapes before placement) and the
+simulator (to count the cycles of the program it runs), so the estimate and the count agree.
+"""
+from __future__ import annotations
+
+from ir import ops
+from ir.target import Target
+from ir.types import TensorType
+from ir.wkl import Compute, KernelProgram, Load, Region, Store, Tile
+
+_COLLECTIVE_SPAN = {"reduce_row": lambda w, h: w, "reduce_col": lambda w, h: h,
+                    "reduce_all": lambda w, h: w * h}
+
+
+def stmt_cycles(stmt, types: dict[str, TensorType], target: Target, w: int, h: int) -> int:
+    """Cycles one statement takes on every PE of a w x h region (SPMD: all PEs in step).
+
+    `types` maps the kernel's local and whole-tensor names to their types.
+    """
+    if isinstance(stmt, Tile):
+        return 0  # resident in SRAM before the program starts
+    if isinstance(stmt, Load):
+        # Injected at the region's edge and broadcast along its rows and columns.
+        return target.transfer_cycles(stmt.type.nbytes, (w - 1) + (h - 1))
+    if isinstance(stmt, Store):
+        return target.transfer_cycles(types[stmt.src].nbytes, (w - 1) + (h - 1))
+    if isinstance(stmt, Compute):
+        if stmt.op in _COLLECTIVE_SPAN:
+            return target.reduce_cycles(stmt.type, _COLLECTIVE_SPAN[stmt.op](w, h))
+        operand_types = [types[a] for a in stmt.args]
+        flops = ops.flops(stmt.op, operand_types, stmt.type, stmt.attrs)
+        return target.compute_cycles(flops, stmt.type.dtype) if flops else 0
+    raise TypeError(f"not a WKL statement: {stmt!r}")
+
+
+def kernel_types(kp: KernelProgram) -> dict[str, TensorType]:
+    types = {d.name: d.type for d in kp.ins + kp.outs}
+    types.update({s.name: s.type for s in kp.body if not isinstance(s, Store)})
+    return types
+
+
+def kernel_cycles(kp: KernelProgram, target: Target, w: int, h: int) -> int:
+    types = kernel_types(kp)
+    return sum(stmt_cycles(s, types, target, w, h) for s in kp.body)
+
+
+def kernel_bytes_per_pe(kp: KernelProgram) -> int:
+    """SRAM each PE needs: every tile and every local buffer (no reuse between buffers)."""
+    return sum(s.type.nbytes for s in kp.body if not isinstance(s, Store))
+
+
+def route_cycles(nbytes: int, hops: int, src: Region | None, dst: Region | None, target: Target) -> int:
+    """A whole tensor moving between two regions (or to/from the host edge)."""
+    cycles = target.transfer_cycles(nbytes, hops)
+    if src is not None and dst is not None and src.wafer != dst.wafer:
+        cycles += target.wafer_link_cycles(nbytes) * abs(src.wafer - dst.wafer)
+    return cycles
