@@ -1,0 +1,54 @@
+"""What a simulation returns: the program's outputs and its cycle counts.
+
+Ensures: `CycleReport` lists the cycles of every kernel and route in execution order (dicts keep
+insertion order), their sum as the latency of one pass, and the slowest kernel, which bounds the
+pipeline's throughput when successive passes stream through the regions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class CycleReport:
+    kernels: dict[str, int]  # cycles of each kernel, in execution order
+    routes: dict[str, int]   # cycles of each route, in the order they were used
+    latency_cycles: int      # one pass: every kernel and route, one after the other
+    bottleneck_kernel: str
+    bottleneck_cycles: int
+    clock_hz: float
+
+    @property
+    def latency_seconds(self) -> float:
+        return self.latency_cycles / self.clock_hz
+
+    @property
+    def passes_per_second(self) -> float:
+        """Pipeline throughput: a new pass can enter each time the slowest stage finishes."""
+        return self.clock_hz / self.bottleneck_cycles if self.bottleneck_cycles else float("inf")
+
+    def to_dict(self) -> dict:
+        """Plain data for a JSON report."""
+        return {"kernels": dict(self.kernels), "routes": dict(self.routes),
+                "latency_cycles": self.latency_cycles, "latency_seconds": self.latency_seconds,
+                "bottleneck_kernel": self.bottleneck_kernel,
+                "bottleneck_cycles": self.bottleneck_cycles,
+                "passes_per_second": self.passes_per_second, "clock_hz": self.clock_hz}
+
+
+def cycle_report(kernels: dict[str, int], routes: dict[str, int], clock_hz: float) -> CycleReport:
+    """The report for these per-kernel and per-route counts; ties for the bottleneck go to the
+    kernel that runs first."""
+    bottleneck = max(kernels, key=lambda k: kernels[k], default="")
+    return CycleReport(kernels=dict(kernels), routes=dict(routes),
+                       latency_cycles=sum(kernels.values()) + sum(routes.values()),
+                       bottleneck_kernel=bottleneck, bottleneck_cycles=kernels.get(bottleneck, 0),
+                       clock_hz=clock_hz)
+
+
+@dataclass
+class SimResult:
+    outputs: dict[str, np.ndarray]  # the program's outputs by name
+    cycles: CycleReport
