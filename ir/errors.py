@@ -104,6 +104,6 @@ class SimulationError(CompilerError):
 
 def span_at(file: str, source: str, line: int, col: int) -> Span:
     """A Span with the source line filled in for the caret excerpt."""
-    lines = source.splitlines()
+    lines = source.split("\n")
     text = lines[line - 1] if 0 < line <= len(lines) else ""
     return Span(file, line, col, text)

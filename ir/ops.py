@@ -218,9 +218,16 @@ def _sdpa(ts, attrs):
             or k.shape[1] == 0 or q.shape[1] % k.shape[1]):  # GQA: kv heads divide q heads
         raise ShapeError(f"attention operands {q}, {k}, {v} do not fit together")
     scores = q.shape[:3] + (k.shape[2],)
-    if len(ts) == 4 and (ts[3].rank > 4 or broadcast_shapes(ts[3].shape, scores) != scores):
+    if len(ts) == 4 and not _broadcasts_to(ts[3].shape, scores):
         raise ShapeError(f"attention mask {ts[3]} does not broadcast to the scores {list(scores)}")
     return TensorType(q.shape[:3] + (v.shape[3],), q.dtype)
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return len(shape) <= len(target) and broadcast_shapes(shape, target) == target
+    except ShapeError:
+        return False
 
 
 def _collective(ts, attrs):
