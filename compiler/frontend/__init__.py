@@ -1,0 +1,9 @@
+"""The PyTorch frontend: capture a model with torch.export, fold constants, lower to the IR.
+
+    captured = capture(model, (input_ids,))      # or capture_pt2("model.pt2")
+    lowered = lower(captured)                    # lowered.graph, lowered.params, ...
+"""
+from compiler.frontend.capture import Captured, capture, capture_pt2, eager_outputs
+from compiler.frontend.lower import Lowered, lower
+
+__all__ = ["Captured", "Lowered", "capture", "capture_pt2", "eager_outputs", "lower"]
