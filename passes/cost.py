@@ -1,0 +1,82 @@
+"""CostPass: what each kernel costs on the region shapes it could be given.
+
+requires: a KernelGraph and a target.
+ensures:  one KernelCost per kernel (same order) whose `shapes` fit the target's SRAM per PE after
+          the reserve, keep only shapes no other shape beats on both PEs and cycles, and are listed
+          fastest first. Costs come from lowering the kernel for that shape and applying the
+          target's WKL cycle rules (ir/wkl_cost.py), the same rules the simulator counts with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ir.errors import PlacementError
+from ir.kernels import Kernel, KernelCost, KernelGraph, ShapeCost
+from ir.target import Target
+from ir.wkl_cost import kernel_bytes_per_pe, kernel_cycles
+from passes.shard_rules import plan_sharding
+from passes.spmd import flops_of, lower_kernel, param_bytes
+
+SIDES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+@dataclass(frozen=True)
+class CostPass:
+    target: Target
+    tokens: int = 1  # tokens per pass, to state FLOPs per token
+    max_shapes: int = 8
+
+    name = "cost"
+
+    def run(self, kg: KernelGraph) -> list[KernelCost]:
+        return [self.cost(k) for k in kg.kernels]
+
+    def cost(self, kernel: Kernel) -> KernelCost:
+        plan = plan_sharding(kernel) if kernel.kind == "vector" else None
+        shapes = []
+        for w, h in self._candidates(kernel, plan):
+            kp = lower_kernel(kernel, w, h, plan)
+            nbytes = kernel_bytes_per_pe(kp)
+            if nbytes <= self.target.usable_bytes_per_pe:
+                shapes.append(ShapeCost(w, h, nbytes, kernel_cycles(kp, self.target, w, h)))
+        if not shapes:
+            raise PlacementError(
+                f"kernel '{kernel.name}' does not fit any region of the "
+                f"{self.target.fabric_width}x{self.target.fabric_height} fabric: even the largest shape "
+                f"needs more than {self.target.usable_bytes_per_pe} bytes per PE", kernel.loc)
+        return KernelCost(kernel.name, flops_of(kernel) // max(self.tokens, 1), param_bytes(kernel),
+                          _spread(_pareto(shapes), self.max_shapes))
+
+    def _candidates(self, kernel: Kernel, plan) -> list[tuple[int, int]]:
+        fw, fh = self.target.fabric
+        sides_w = [s for s in SIDES if s <= fw]
+        sides_h = [s for s in SIDES if s <= fh]
+        if plan is None:
+            return [(w, h) for h in sides_h for w in sides_w]
+        # A vector kernel uses at most `parallelism` PEs; only the count matters, not the aspect.
+        counts = [p for p in range(1, plan.parallelism + 1) if plan.parallelism % p == 0]
+        return [shape for p in counts if (shape := _near_square(p, fw, fh))]
+
+
+def _near_square(p: int, fw: int, fh: int) -> tuple[int, int] | None:
+    fits = [(p // h, h) for h in range(1, p + 1) if p % h == 0 and p // h <= fw and h <= fh]
+    return min(fits, key=lambda s: (abs(s[0] - s[1]), -s[0])) if fits else None
+
+
+def _pareto(shapes: list[ShapeCost]) -> list[ShapeCost]:
+    """Shapes not dominated on (PEs, cycles), fastest first; ties to the squarer, then wider."""
+    ordered = sorted(shapes, key=lambda s: (s.cycles, s.w * s.h, abs(s.w - s.h), -s.w))
+    front, best_area = [], None
+    for s in ordered:
+        if best_area is None or s.w * s.h < best_area:
+            front.append(s)
+            best_area = s.w * s.h
+    return front
+
+
+def _spread(front: list[ShapeCost], n: int) -> list[ShapeCost]:
+    """At most n shapes from the front, evenly spaced, keeping both the fastest and the smallest."""
+    if len(front) <= n:
+        return front
+    picks = sorted({round(i * (len(front) - 1) / (n - 1)) for i in range(n)})
+    return [front[i] for i in picks]

@@ -1,0 +1,206 @@
+"""SPMD lowering: one kernel on a w x h region → the WKL program every PE of the region runs.
+
+requires: a Kernel from PartitionPass and a region shape.
+ensures:  a KernelProgram whose `in`/`out` tensors are the kernel's inputs/outputs (by IR value
+          name), whose tiles hold exactly the kernel's parameters, and that computes the kernel's
+          ops on per-PE blocks.
+
+Two mappings:
+* linear/embedding kernels use the canonical GEMV mapping: the weight is tiled over the region
+  (rows of the output over `py`, the contracted dim over `px`), the input enters along the columns,
+  partial products are summed along each row with `reduce_row`, and the epilogue runs on the row's
+  block of the output; the row ends (`px == w-1`) store it.
+* vector kernels shard every value along one tensor dim over the region's PEs in row-major order
+  (PE number `py*w + px`), found by propagating a seed sharding through per-op dim rules
+  (`passes/shard_rules.py`); values the propagation never reaches are replicated.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ir import ops
+from ir.graph import NameGen, Op, Value
+from ir.kernels import Kernel
+from ir.types import TensorType
+from ir.wkl import Affine, Compute, Cond, KernelProgram, Load, Slice, Store, TensorDecl, Tile
+from passes.shard_rules import ShardPlan, plan_sharding
+
+WHOLE = Slice()
+
+
+@dataclass
+class _Builder:
+    """Accumulates a kernel body; knows which IR values already have a local on every PE."""
+
+    kernel: Kernel
+    body: list = field(default_factory=list)
+    local: dict = field(default_factory=dict)  # Value computed in this kernel -> local name
+    fetched: dict = field(default_factory=dict)  # (Value, slices) brought in -> local name
+    names: NameGen = field(default_factory=NameGen)
+
+    def __post_init__(self):
+        self.boundary = {v.name for v in self.kernel.inputs + self.kernel.outputs}
+        self.names = NameGen(self.boundary | {p.name for p in self.kernel.params})
+        self.params = set(self.kernel.params)
+
+    def fetch(self, v: Value, slices: list[Slice], local_type: TensorType) -> str:
+        """The local holding `v`'s block: a value computed here, else a resident tile for a
+        parameter or a load of an input (one per distinct block: a GEMV input is also needed split
+        by rows when the epilogue adds it as a residual)."""
+        if v in self.local:
+            return self.local[v]
+        key = (v, tuple(slices))
+        if key in self.fetched:
+            return self.fetched[key]
+        if v in self.params:
+            name = self.names.fresh(v.name.rsplit(".", 1)[-1])
+            self.body.append(Tile(name, local_type, v.name, slices))
+        else:
+            name = self.names.fresh(f"{v.name}_blk")
+            self.body.append(Load(name, local_type, v.name, slices))
+        self.fetched[key] = name
+        return name
+
+    def compute(self, opname: str, args: list[str], t: TensorType, attrs: dict, value: Value | None = None,
+                hint: str = "") -> str:
+        hint = hint or (value.name if value is not None else opname)
+        name = self.names.fresh(f"{hint}_blk" if hint in self.boundary else hint)
+        self.body.append(Compute(name, t, opname, list(args), dict(attrs)))
+        if value is not None:
+            self.local[value] = name
+        return name
+
+    def program(self) -> KernelProgram:
+        k = self.kernel
+        return KernelProgram(
+            name=k.name, ins=[TensorDecl(v.name, v.type) for v in k.inputs],
+            outs=[TensorDecl(v.name, v.type) for v in k.outputs], body=self.body,
+            kind=k.kind, layer=k.layer, source=str(k.loc) if k.loc.module or k.loc.file else "")
+
+
+def lower_kernel(kernel: Kernel, w: int, h: int, plan: ShardPlan | None = None) -> KernelProgram:
+    """The WKL program for `kernel` on a w x h region (`plan`: a cached vector sharding plan)."""
+    if kernel.kind in ("linear", "embedding"):
+        return _lower_gemv(kernel, w, h)
+    return _lower_vector(kernel, w, h, plan or plan_sharding(kernel))
+
+
+# ------------------------------------------------------------------ GEMV mapping
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _lower_gemv(kernel: Kernel, w: int, h: int) -> KernelProgram:
+    b = _Builder(kernel)
+    anchor = kernel.ops[0]
+    n_out = anchor.result.type.shape[-1]
+    bn = _ceil(n_out, h)
+    if anchor.opname == "embedding":
+        partial = _embedding_partial(b, anchor, w, h, bn)
+    else:
+        partial = _linear_partial(b, anchor, w, h, bn)
+    row_type = anchor.result.type.with_shape(anchor.result.type.shape[:-1] + (bn,))
+    cur = b.compute("reduce_row", [partial], row_type, {}, hint=f"{anchor.result.name}_sum") if w > 1 else partial
+    if anchor.opname == "linear" and len(anchor.operands) == 3:
+        bias = b.fetch(anchor.operands[2], [Slice.block(bn, "py")], anchor.operands[2].type.with_shape((bn,)))
+        cur = b.compute("add", [cur, bias], row_type, {}, anchor.result)
+    b.local[anchor.result] = cur
+    for op in kernel.ops[1:]:
+        args = [b.fetch(v, *_row_block(v, n_out, bn)) for v in op.operands]
+        b.compute(op.opname, args, _row_block(op.result, n_out, bn)[1], op.attrs, op.result)
+    for v in kernel.outputs:
+        slices, _ = _row_block(v, n_out, bn)
+        b.body.append(Store(v.name, slices, b.local[v], Cond(px=w - 1)))
+    return b.program()
+
+
+def _row_block(v: Value, n_out: int, bn: int) -> tuple[list[Slice], TensorType]:
+    """The block of `v` a region row holds, when the output's last dim is split over rows."""
+    shape = v.type.shape
+    if shape and shape[-1] == n_out:
+        return [WHOLE] * (len(shape) - 1) + [Slice.block(bn, "py")], v.type.with_shape(shape[:-1] + (bn,))
+    return [WHOLE] * len(shape), v.type
+
+
+def _linear_partial(b: _Builder, anchor: Op, w: int, h: int, bn: int) -> str:
+    x, weight = anchor.operands[0], anchor.operands[1]
+    k_in = x.type.shape[-1]
+    bk = _ceil(k_in, w)
+    if anchor.opname == "linear":  # weight [N, K]
+        wt = b.fetch(weight, [Slice.block(bn, "py"), Slice.block(bk, "px")], weight.type.with_shape((bn, bk)))
+    else:                          # matmul against a [K, N] weight
+        wt = b.fetch(weight, [Slice.block(bk, "px"), Slice.block(bn, "py")], weight.type.with_shape((bk, bn)))
+    xs = b.fetch(x, [WHOLE] * (x.type.rank - 1) + [Slice.block(bk, "px")],
+                 x.type.with_shape(x.type.shape[:-1] + (bk,)))
+    out_t = anchor.result.type.with_shape(anchor.result.type.shape[:-1] + (bn,))
+    return b.compute(anchor.opname, [xs, wt], out_t, {}, hint=f"{anchor.result.name}_part")
+
+
+def _embedding_partial(b: _Builder, anchor: Op, w: int, h: int, bn: int) -> str:
+    """Rows of the table are split over columns: each PE looks up the ids that fall in its rows."""
+    table, ids = anchor.operands
+    bv = _ceil(table.type.shape[0], w)
+    tile = b.fetch(table, [Slice.block(bv, "px"), Slice.block(bn, "py")], table.type.with_shape((bv, bn)))
+    ids_l = b.fetch(ids, [WHOLE] * ids.type.rank, ids.type)
+    out_t = anchor.result.type.with_shape(anchor.result.type.shape[:-1] + (bn,))
+    return b.compute("embedding", [tile, ids_l], out_t, {"offset": Affine(px=bv)},
+                     hint=f"{anchor.result.name}_part")
+
+
+# ------------------------------------------------------------------ vector mapping
+
+def _lower_vector(kernel: Kernel, w: int, h: int, plan: ShardPlan) -> KernelProgram:
+    b = _Builder(kernel)
+    n = plan.shards(w * h)
+    for op in kernel.ops:
+        args = [b.fetch(v, *_shard_block(v, plan, n, w)) for v in op.operands]
+        local_t = _shard_block(op.result, plan, n, w)[1]
+        b.compute(op.opname, args, local_t, _local_attrs(op, local_t), op.result)
+    for v in kernel.outputs:
+        slices, _ = _shard_block(v, plan, n, w)
+        replicated = plan.dims.get(v) is None or n == 1
+        b.body.append(Store(v.name, slices, b.local[v], Cond(0, 0) if replicated else Cond()))
+    return b.program()
+
+
+def _shard_block(v: Value, plan: ShardPlan, n: int, w: int) -> tuple[list[Slice], TensorType]:
+    d = plan.dims.get(v)
+    shape = v.type.shape
+    if d is None or n == 1:
+        return [WHOLE] * len(shape), v.type
+    blk = shape[d] // n
+    start = Affine(0, px=blk, py=blk * w)
+    slices = [WHOLE] * len(shape)
+    slices[d] = Slice(start, start + blk)
+    return slices, v.type.with_shape(shape[:d] + (blk,) + shape[d + 1:])
+
+
+def _local_attrs(op: Op, local_t: TensorType) -> dict:
+    """Attributes that name a whole shape are rewritten to the PE's block."""
+    if op.opname in ("reshape", "expand"):
+        return {**op.attrs, "shape": list(local_t.shape)}
+    return dict(op.attrs)
+
+
+def check_local_types(kp: KernelProgram) -> None:
+    """Debug aid: every compute statement's declared type matches the op's shape rule."""
+    types = {s.name: s.type for s in kp.body if not isinstance(s, Store)}
+    for s in kp.body:
+        if isinstance(s, Compute):
+            got = ops.infer(s.op, [types[a] for a in s.args], s.attrs)
+            assert got == s.type, f"{kp.name}: {s.name} declared {s.type}, rule gives {got}"
+
+
+def flops_of(kernel: Kernel) -> int:
+    return sum(ops.flops(op.opname, [v.type for v in op.operands], op.result.type, op.attrs)
+               for op in kernel.ops)
+
+
+def param_bytes(kernel: Kernel) -> int:
+    return sum(p.type.nbytes for p in kernel.params)
+
+
+def gcd_all(values) -> int:
+    return math.gcd(*values) if values else 1
