@@ -87,6 +87,8 @@ class NameGen:
 
     def fresh(self, hint: str) -> str:
         base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
+        if base[0].isdigit():
+            base = f"_{base}"
         name, i = base, 0
         while name in self.taken:
             i += 1

@@ -175,7 +175,7 @@ def _reshape(op: Op) -> DimTable:
 def _matmul(op: Op) -> DimTable:
     a, b = op.operands
     out = op.result.type
-    table = {r: (_aligned(a, out.rank - 2, r, n), _aligned(b, out.rank - 2, r, n))
+    table = {r: (_aligned(a, out.rank, r, n), _aligned(b, out.rank, r, n))
              for r, n in enumerate(out.shape[:-2])}
     table[out.rank - 2] = (a.type.rank - 2, None)
     table[out.rank - 1] = (None, b.type.rank - 1)

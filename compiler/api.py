@@ -1,0 +1,156 @@
+"""The Python API: `compile()` a model into an artifact, `load()` one back, call it like the model.
+
+    cm = compiler.compile(model, (x,), target="toy")
+    y = cm(x)                    # runs the WKL program on the simulator
+    cm.save("build/mlp"); compiler.load("build/mlp")(x)
+
+A CompiledModel is only its artifact: the same object results from compiling and from loading, and
+running it parses the WKL text in the artifact, so what runs is exactly what was saved.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backends.sim import simulate
+from backends.wkl import parse_program
+from compiler.artifact import Artifact, load_tensors, save_tensors
+from compiler.pipeline import CompileOptions, compile_graph, placement_json, report_json
+from ir.errors import CompilerError, SimulationError
+from ir.target import Target, load_target, parse_target, target_to_toml
+from ir.text import print_graph
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, np.ndarray]
+    cycles: object  # backends.sim CycleReport
+    max_abs_error: float | None = None
+
+
+def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric_dims=None,
+            seed=0, time_limit=10.0, progress=None) -> "CompiledModel":
+    """Compile an nn.Module (with example inputs) or a saved torch.export `.pt2` file."""
+    from compiler import frontend  # torch is imported only when compiling
+
+    tgt = resolve_target(target, fabric_dims)
+    opts = CompileOptions(tgt, seed=seed, time_limit_s=time_limit, progress=progress)
+    opts.phase("export")
+    if isinstance(model, (str, Path)):
+        captured = frontend.capture_pt2(Path(model))
+    else:
+        captured = frontend.capture(model, tuple(example_args), dict(example_kwargs or {}))
+    opts.phase("lower to IR")
+    lowered = frontend.lower(captured)
+    compiled = compile_graph(lowered.graph, opts, model_name=_model_name(model))
+    opts.phase("run eager")
+    expected = frontend.eager_outputs(captured)
+    opts.phase("write artifact")
+    return CompiledModel(_artifact(compiled, lowered, captured, expected, tgt))
+
+
+def resolve_target(target: str | Path | Target, fabric_dims=None) -> Target:
+    tgt = target if isinstance(target, Target) else load_target(target)
+    return tgt.with_fabric(*fabric_dims) if fabric_dims else tgt
+
+
+def load(path) -> "CompiledModel":
+    return CompiledModel(Artifact.read(Path(path)))
+
+
+def _model_name(model) -> str:
+    return Path(model).stem if isinstance(model, (str, Path)) else type(model).__name__
+
+
+def _artifact(compiled, lowered, captured, expected, target: Target) -> Artifact:
+    size_only = any(a is None for a in lowered.params.values())
+    graph = compiled.graph
+    signature = {
+        "model": compiled.program.layout.model,
+        "inputs": [{"name": v.name, "type": str(v.type)} for v in graph.inputs],
+        "outputs": compiled.output_names,
+        "out_spec": lowered.out_spec,
+        "size_only": size_only,
+    }
+    files = {
+        "model.ir": print_graph(graph).encode(),
+        "placement.json": _json(placement_json(compiled, target)),
+        "report.json": _json(report_json(compiled, target)),
+        "signature.json": _json(signature),
+        "target.toml": target_to_toml(target).encode(),
+        **{name: text.encode() for name, text in compiled.wkl_files.items()},
+    }
+    if not size_only:
+        used = {p.name for p in graph.params}
+        files["weights.safetensors"] = save_tensors({k: v for k, v in lowered.params.items() if k in used})
+        files["inputs.safetensors"] = save_tensors(dict(zip(lowered.input_names, captured.example_numpy())))
+        files["expected.safetensors"] = save_tensors(dict(zip(compiled.output_names, expected)))
+    return Artifact(files)
+
+
+def _json(data) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+class CompiledModel:
+    """A compiled artifact that runs on the simulator and returns what the model returns."""
+
+    def __init__(self, artifact: Artifact):
+        self.artifact = artifact
+        self.signature = json.loads(artifact.files["signature.json"])
+        self.report = json.loads(artifact.files["report.json"])
+        self.target = parse_target(artifact.files["target.toml"].decode(), "target.toml")
+        self.program = parse_program({k: v.decode() for k, v in artifact.files.items() if k.endswith(".wkl")})
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.signature["inputs"]]
+
+    @property
+    def size_only(self) -> bool:
+        return self.signature["size_only"]
+
+    def save(self, path) -> None:
+        self.artifact.write(Path(path))
+
+    def run(self, inputs: dict[str, np.ndarray] | None = None) -> RunResult:
+        """Simulate on `inputs` (by input name), or on the example inputs saved at compile time."""
+        if self.size_only:
+            raise SimulationError("this artifact was compiled size-only (no weights); it cannot be run",
+                                  hint="compile the model with real weights to simulate it")
+        default = inputs is None
+        if default:
+            inputs = load_tensors(self.artifact.files["inputs.safetensors"])
+        params = load_tensors(self.artifact.files["weights.safetensors"])
+        result = simulate(self.program, params, inputs, self.target)
+        error = None
+        if default:
+            expected = load_tensors(self.artifact.files["expected.safetensors"])
+            error = max((float(np.max(np.abs(result.outputs[k].astype(np.float64) - v.astype(np.float64))))
+                         for k, v in expected.items() if v.size), default=0.0)
+        return RunResult(result.outputs, result.cycles, error)
+
+    def __call__(self, *args, **kwargs):
+        import torch
+        from torch.utils import _pytree
+
+        inputs = self._bind(args, kwargs)
+        outputs = self.run({k: v.detach().cpu().numpy() for k, v in inputs.items()}).outputs
+        leaves = [torch.from_numpy(np.ascontiguousarray(outputs[n])) for n in self.signature["outputs"]]
+        spec = self.signature["out_spec"]
+        return _pytree.tree_unflatten(leaves, _pytree.treespec_loads(spec)) if spec else tuple(leaves)
+
+    def _bind(self, args, kwargs) -> dict:
+        names = self.input_names
+        if len(args) > len(names):
+            raise CompilerError(f"the compiled model takes {len(names)} tensor input(s) "
+                                f"({', '.join(names)}), got {len(args)}")
+        bound = dict(zip(names, args))
+        bound.update({k: v for k, v in kwargs.items() if k in names})
+        missing = [n for n in names if n not in bound]
+        if missing:
+            raise CompilerError(f"missing input(s): {', '.join(missing)}")
+        return bound

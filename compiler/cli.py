@@ -1,0 +1,331 @@
+"""The `waferc` command line: compile a model to an artifact directory, run it, inspect it.
+
+Requires `compiler.api` (`compile`, `load`, `CompiledModel`); it is imported when a command needs it,
+so `waferc --help` and `waferc inspect` stay fast and never import torch.
+
+Ensures: a `CompilerError` exits with status 1 and its message on stderr, no traceback; click usage
+errors exit with status 2; anything else is reported as an internal error (status 2) unless
+`--debug` asks for the traceback. A failed compile leaves no OUT directory behind.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+import click
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from compiler.artifact import Artifact, check_destination, load_inputs, read_manifest, tool_versions
+from ir.errors import ArtifactError, CompilerError, Span
+from ir.target import load_target
+
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL_ERROR = 2
+REPORT_BUG = ("this is a bug in waferc: please report it with the command you ran "
+              "(run with `waferc --debug ...` for the traceback)")
+# `%name : type = op(...)`, one line per op in the printed IR.
+_IR_OP_LINE = re.compile(r"^\s*%[\w.]+\s*:\s*[^=]+?=\s*([A-Za-z_][\w.]*)\s*\(")
+_PREVIEW_VALUES = 6
+
+
+def _api() -> ModuleType:
+    # Imported late: it pulls in torch and the whole pipeline.
+    return importlib.import_module("compiler.api")
+
+
+class _WafercGroup(click.Group):
+    """Turns exceptions into exit codes and one-message reports."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CompilerError as e:
+            click.echo(str(e), err=True)
+            ctx.exit(EXIT_USER_ERROR)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as e:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"internal error: {type(e).__name__}: {e}", err=True)
+            click.echo(f"  hint: {REPORT_BUG}", err=True)
+            ctx.exit(EXIT_INTERNAL_ERROR)
+
+
+class FabricDims(click.ParamType):
+    """`W,H` (or `WxH`): a fabric size in PEs, two positive integers."""
+
+    name = "W,H"
+
+    def convert(self, value, param, ctx) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*[,xX]\s*(\d+)\s*", str(value))
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            self.fail(f"expected two positive integers W,H (for example 64,48), got '{value}'", param, ctx)
+        return int(match[1]), int(match[2])
+
+
+@click.group(cls=_WafercGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the traceback of internal errors (for waferc developers).")
+@click.version_option(tool_versions().get("waferc", "unknown"), prog_name="waferc")
+def main(debug: bool) -> None:
+    """waferc: compile PyTorch models onto wafer-scale PE meshes and simulate them.
+
+    \b
+    A typical session:
+      waferc compile examples/mlp.py:model -o out/mlp      # place, emit WKL, write out/mlp/
+      waferc inspect out/mlp                               # IR ops, kernels and their regions
+      waferc run out/mlp                                   # simulate; outputs, cycles, error vs eager
+
+    Errors in the model, the target or an artifact exit with status 1; usage errors and internal
+    errors exit with status 2.
+    """
+
+
+# ---------------------------------------------------------------- waferc compile
+
+
+@main.command("compile")
+@click.argument("model", metavar="MODEL")
+@click.option("-o", "--output", "out", required=True, metavar="OUT", type=click.Path(path_type=Path),
+              help="Artifact directory to write (replaced if it already holds an artifact).")
+@click.option("--target", default="toy", show_default=True, metavar="NAME|FILE.toml",
+              help="Built-in target (toy, wse2, wse3) or a target TOML file.")
+@click.option("--fabric-dims", type=FabricDims(), default=None,
+              help="Use a W,H fabric of PEs instead of the target's own size.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Placement solver seed; the same seed gives a byte-identical artifact.")
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, metavar="S", help="Seconds the placement solver may search.")
+def compile_command(model: str, out: Path, target: str, fabric_dims: tuple[int, int] | None,
+                    seed: int, time_limit: float) -> None:
+    """Compile MODEL into the artifact directory OUT.
+
+    \b
+    MODEL is one of:
+      FILE.py:NAME   NAME is an nn.Module (example inputs from the file's
+                     `example_inputs` tuple and optional `example_kwargs` dict)
+                     or a function returning (module, example_inputs[, example_kwargs])
+      FILE.pt2       a program saved with torch.export.save
+
+    \b
+    Examples:
+      waferc compile examples/mlp.py:model -o out/mlp
+      waferc compile model.pt2 -o out/big --target wse3 --fabric-dims 256,256 --time-limit 60
+    """
+    # Fail in milliseconds on a bad target or OUT, not after tracing the model.
+    check_destination(out)
+    load_target(target)
+    with _PhaseDisplay(Console(stderr=True)) as show_phase:
+        show_phase(f"loading {model}")
+        from compiler.modelspec import resolve_model  # imports torch
+
+        spec = resolve_model(model)
+        compiled = _api().compile(spec.model, spec.args, spec.kwargs, target=target,
+                                  fabric_dims=fabric_dims, seed=seed, time_limit=time_limit,
+                                  progress=show_phase)
+        show_phase(f"writing {out}")
+        compiled.save(out)
+    _print_compile_summary(compiled.artifact, out, target)
+
+
+class _PhaseDisplay:
+    """The current compile phase on stderr: a spinner on a terminal, one line per phase otherwise."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.status = console.status("starting") if console.is_terminal else None
+
+    def __enter__(self) -> "_PhaseDisplay":
+        if self.status:
+            self.status.start()
+        return self
+
+    def __call__(self, phase: str) -> None:
+        if self.status:
+            self.status.update(f"[bold]{escape(phase)}[/]...")
+        else:
+            self.console.print(f"waferc: {phase}...", markup=False, highlight=False, soft_wrap=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.status:
+            self.status.stop()
+
+
+def _print_compile_summary(artifact: Artifact, out: Path, target: str) -> None:
+    report = _json_file(artifact, "report.json", out)
+    kernels = report.get("kernels")
+    rows = [
+        ("kernels", _number(len(kernels) if isinstance(kernels, (list, dict)) else kernels)),
+        ("PEs used", _number(report.get("pes_used"))),
+        ("bottleneck", f"{report.get('bottleneck_kernel', '?')} "
+                       f"({_number(report.get('bottleneck_cycles'))} cycles/pass)"),
+        ("predicted", f"{_number(report.get('passes_per_second'))} passes/s"),
+    ]
+    click.echo(f"wrote {out} (target {target})")
+    for label, value in rows:
+        click.echo(f"  {label:<11} {value}")
+
+
+# ---------------------------------------------------------------- waferc run
+
+
+@main.command("run")
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path))
+@click.option("--inputs", type=click.Path(path_type=Path), metavar="FILE.safetensors|FILE.npz",
+              help="Named input arrays; without it, the example inputs stored at compile time.")
+def run_command(out: Path, inputs: Path | None) -> None:
+    """Simulate the compiled artifact OUT and report its outputs and cycle count.
+
+    With the stored example inputs it also reports the largest difference from PyTorch eager.
+
+    \b
+    Examples:
+      waferc run out/mlp
+      waferc run out/mlp --inputs batch.safetensors
+    """
+    compiled = _api().load(out)
+    if compiled.size_only:
+        raise ArtifactError(f"'{out}' was compiled size-only (no weights), so it cannot be simulated; "
+                            f"`waferc inspect {out}` shows its placement")
+    feed = _read_inputs(inputs, compiled.input_names) if inputs is not None else None
+    result = compiled.run(feed)
+    for name, value in result.outputs.items():
+        click.echo(_describe_output(name, np.asarray(value)))
+    _print_cycles(result.cycles)
+    if result.max_abs_error is not None:
+        click.echo(f"max abs error vs eager: {result.max_abs_error:.3g}")
+
+
+def _read_inputs(path: Path, expected: list[str]) -> dict[str, np.ndarray]:
+    feed = load_inputs(path)
+    missing = [name for name in expected if name not in feed]
+    unexpected = sorted(set(feed) - set(expected))
+    if missing or unexpected:
+        problem = f"lacks {', '.join(missing)}" if missing else f"has unknown {', '.join(unexpected)}"
+        raise CompilerError(f"inputs file '{path}' {problem}; the model's inputs are: "
+                            f"{', '.join(expected) or '(none)'}")
+    return feed
+
+
+def _describe_output(name: str, value: np.ndarray) -> str:
+    flat = value.reshape(-1)
+    head = flat[:_PREVIEW_VALUES]
+    if head.dtype.kind not in "biu":  # bf16/fp8 print as plain floats
+        head = head.astype(np.float64)
+    values = np.array2string(head, precision=4, separator=", ")
+    if flat.size > _PREVIEW_VALUES:
+        values = values[:-1] + ", ...]"
+    return f"output {name}: shape {tuple(value.shape)} {value.dtype}  {values}"
+
+
+def _print_cycles(cycles) -> None:
+    click.echo(f"latency     {cycles.latency_cycles:,} cycles "
+               f"({cycles.latency_seconds * 1e6:.3g} µs at {cycles.clock_hz / 1e9:.3g} GHz)")
+    click.echo(f"bottleneck  {cycles.bottleneck_kernel} ({cycles.bottleneck_cycles:,} cycles/pass)")
+    click.echo(f"throughput  {_number(cycles.passes_per_second)} passes/s")
+
+
+# ---------------------------------------------------------------- waferc inspect
+
+
+@main.command("inspect")
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path))
+def inspect_command(out: Path) -> None:
+    """Show what the artifact OUT holds: IR op histogram, kernels and their regions.
+
+    Reads the artifact only (checksums verified); nothing is compiled or simulated.
+
+    \b
+    Example:
+      waferc inspect out/mlp
+    """
+    artifact = Artifact.read(out)
+    console = Console()
+    ops = op_histogram(_text_file(artifact, "model.ir", out))
+    console.print(f"{escape(str(out))}: built by waferc {_built_by(out)}", highlight=False, soft_wrap=True)
+    console.print(_histogram_table(ops))
+    regions = _json_file(artifact, "placement.json", out).get("regions", [])
+    console.print(_regions_table(regions))
+
+
+def op_histogram(ir_text: str) -> Counter[str]:
+    """How many times each op appears in printed IR (lines `%name : type = op(...)`)."""
+    return Counter(m[1] for line in ir_text.splitlines() if (m := _IR_OP_LINE.match(line)))
+
+
+def _built_by(out: Path) -> str:
+    versions = read_manifest(out)["versions"]
+    others = ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k != "waferc")
+    return f"{versions.get('waferc', 'unknown')} ({others})"
+
+
+def _histogram_table(ops: Counter[str]) -> Table:
+    table = Table(title=f"IR: {sum(ops.values())} ops", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("op", overflow="fold")
+    table.add_column("count", justify="right")
+    for name, count in sorted(ops.items(), key=lambda item: (-item[1], item[0])):
+        table.add_row(name, str(count))
+    return table
+
+
+# placement.json region key -> column heading
+_REGION_COLUMNS = {"kernel": "kernel", "layer": "layer", "wafer": "wafer", "x": "x", "y": "y", "w": "w",
+                   "h": "h", "sram_bytes": "SRAM bytes", "cycles_per_token": "cycles/token"}
+
+
+def _regions_table(regions: list[dict]) -> Table:
+    table = Table(title=f"placement: {len(regions)} kernels", box=box.SIMPLE_HEAD, pad_edge=False)
+    for key, heading in _REGION_COLUMNS.items():
+        numeric = key not in ("kernel", "layer")
+        table.add_column(heading, justify="right" if numeric else "left", no_wrap=numeric or key == "kernel")
+    for region in regions:
+        table.add_row(*(_cell(region.get(key)) for key in _REGION_COLUMNS))
+    return table
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _text_file(artifact: Artifact, name: str, out: Path) -> str:
+    if name not in artifact.files:
+        raise ArtifactError(f"'{out}' has no {name}")
+    return artifact.files[name].decode("utf-8", errors="replace")
+
+
+def _json_file(artifact: Artifact, name: str, out: Path) -> dict:
+    text = _text_file(artifact, name, out)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"malformed JSON: {e.msg}", Span(str(out / name), e.lineno, e.colno)) from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"'{out / name}' must hold a JSON object")
+    return data
+
+
+def _number(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "?" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return _number(value) if isinstance(value, (int, float)) else escape(str(value))
+
+
+if __name__ == "__main__":
+    main(prog_name="waferc")

@@ -1,0 +1,162 @@
+"""The compile pipeline from IR to a checked WKL program, one named step per line.
+
+    canonicalize → verify → partition → cost → place → lower → route → emit → parse → check
+
+Everything torch-facing (capture, lowering ATen to IR, running eager) is in compiler/frontend and
+compiler/api; this module only sees the IR.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from backends.wkl import check_program, emit_program, parse_program
+from ir.errors import CompilerError
+from ir.graph import Graph
+from ir.kernels import KernelCost, KernelGraph, Placement
+from ir.target import Target
+from ir.text import print_graph
+from ir.verify import verify_graph
+from ir.wkl import HOST, Endpoint, Layout, Program, TensorDecl
+from ir.wkl_cost import kernel_bytes_per_pe, kernel_cycles, route_cycles
+from passes.canonicalize import CanonicalizePass
+from passes.cost import CostPass
+from passes.partition import PartitionPass
+from passes.place import PlacementPass
+from passes.route import route
+from passes.spmd import lower_kernel
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    target: Target
+    seed: int = 0
+    time_limit_s: float = 10.0
+    progress: Progress | None = None
+
+    def phase(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress(name)
+
+
+@dataclass
+class Compiled:
+    """What the pipeline produced: the IR, kernels, placement and the WKL program (text and AST)."""
+
+    graph: Graph
+    kernel_graph: KernelGraph
+    costs: list[KernelCost]
+    placement: Placement
+    program: Program
+    wkl_files: dict[str, str]
+    output_names: list[str] = field(default_factory=list)
+
+
+def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model") -> Compiled:
+    opts.phase("canonicalize")
+    graph = CanonicalizePass().run(graph)
+    verify_graph(graph)
+    opts.phase("partition")
+    kg = PartitionPass().run(graph)
+    opts.phase("cost")
+    costs = CostPass(opts.target, tokens_per_pass(graph)).run(kg)
+    opts.phase("place")
+    names = [k.name for k in kg.kernels]
+    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s).run(names, costs, opts.target.fabric)
+    opts.phase("lower")
+    kernels = {k.name: lower_kernel(k, r.w, r.h) for k, r in zip(kg.kernels, regions)}
+    opts.phase("route")
+    output_names = [f"out{i}" for i in range(len(graph.outputs))]
+    routes = route(regions, _edges(kg, output_names), opts.target.colors).routes
+    placement = Placement(opts.target.name, opts.target.fabric, 1, regions, routes)
+    layout = Layout(
+        model=model_name, target=opts.target.name, fabric=opts.target.fabric, wafers=1,
+        inputs=[TensorDecl(v.name, v.type) for v in graph.inputs],
+        params=[TensorDecl(p.name, p.type) for p in graph.params],
+        outputs=[TensorDecl(n, v.type) for n, v in zip(output_names, graph.outputs)],
+        regions=regions, routes=routes)
+    opts.phase("emit")
+    files = emit_program(Program(layout, kernels))
+    program = parse_program(files)  # what runs is what the text says
+    check_program(program, opts.target)
+    return Compiled(graph, kg, costs, placement, program, files, output_names)
+
+
+def _edges(kg: KernelGraph, output_names: list[str]) -> list[tuple[Endpoint, Endpoint, int]]:
+    """Every whole tensor a kernel needs, from the host or the kernel that makes it."""
+    maker = {v: k.name for k in kg.kernels for v in k.outputs}
+    edges = []
+    for k in kg.kernels:
+        for v in k.inputs:
+            edges.append((Endpoint(maker.get(v, HOST), v.name), Endpoint(k.name, v.name), v.type.nbytes))
+    for name, v in zip(output_names, kg.graph.outputs):
+        if v not in maker:
+            raise CompilerError(f"model output '{name}' is an input or a parameter; nothing computes it")
+        edges.append((Endpoint(maker[v], v.name), Endpoint(HOST, name), v.type.nbytes))
+    return edges
+
+
+def tokens_per_pass(graph: Graph) -> int:
+    """Tokens one pass processes: the ids of an integer input, else the rows of the first input."""
+    if not graph.inputs:
+        return 1
+    first = graph.inputs[0].type
+    return first.numel if not first.dtype.is_float else max(1, math.prod(first.shape[:-1]))
+
+
+def placement_json(c: Compiled, target: Target) -> dict:
+    """The placement contract other tools read (see the wafer-scale placement issue)."""
+    by_name = {k.name: k for k in c.kernel_graph.kernels}
+    cost = {kc.kernel: kc for kc in c.costs}
+    regions = []
+    for r in c.placement.regions:
+        kp = c.program.kernels[r.kernel]
+        regions.append({
+            "kernel": r.kernel, "kind": kp.kind, "layer": by_name[r.kernel].layer, "wafer": r.wafer,
+            "x": r.x, "y": r.y, "w": r.w, "h": r.h,
+            "sram_bytes": kernel_bytes_per_pe(kp) * r.area,
+            "flops_per_token": cost[r.kernel].flops_per_token,
+            "cycles_per_token": kernel_cycles(kp, target, r.w, r.h),
+            "source": kp.source,
+        })
+    return {
+        "target": {"name": target.name, "fabric_dims": list(target.fabric),
+                   "sram_bytes_per_pe": target.sram_bytes_per_pe,
+                   "reserved_bytes_per_pe": target.reserved_bytes_per_pe},
+        "wafers": c.placement.wafers, "defects": [], "remap": None, "regions": regions,
+        "routes": [{"name": rt.name, "color": rt.color, "src": str(rt.src), "dst": str(rt.dst),
+                    "hops": rt.hops} for rt in c.placement.routes],
+    }
+
+
+def report_json(c: Compiled, target: Target) -> dict:
+    """The compile report: the estimate comes from the same cycle rules the simulator counts with."""
+    placement = placement_json(c, target)
+    stages = {r["kernel"]: r["cycles_per_token"] for r in placement["regions"]}
+    regions = {r.kernel: r for r in c.placement.regions}
+    sizes = {d.name: d.type.nbytes for kp in c.program.kernels.values() for d in kp.outs}
+    sizes.update({d.name: d.type.nbytes for d in c.program.layout.inputs})
+    route_total = sum(route_cycles(sizes[rt.src.tensor], rt.hops, regions.get(rt.src.kernel),
+                                   regions.get(rt.dst.kernel), target) for rt in c.placement.routes)
+    bottleneck = max(stages, key=lambda k: stages[k])
+    tokens = tokens_per_pass(c.graph)
+    passes_per_s = target.clock_hz / stages[bottleneck]
+    return {
+        "kernels": len(stages), "ops": len(c.graph.ops),
+        "pes_used": sum(r["w"] * r["h"] for r in placement["regions"]),
+        "pes_total": target.fabric_width * target.fabric_height,
+        "sram_used_bytes": sum(r["sram_bytes"] for r in placement["regions"]),
+        "wafers_used": c.placement.wafers, "wafers_lower_bound": 1,
+        "bottleneck_kernel": bottleneck, "bottleneck_cycles": stages[bottleneck],
+        "latency_cycles": sum(stages.values()) + route_total,
+        "hop_distance_total": sum(rt.hops for rt in c.placement.routes),
+        "tokens_per_pass": tokens, "passes_per_second": passes_per_s,
+        "tokens_per_second": passes_per_s * tokens,
+    }
+
+
+def ir_text(c: Compiled) -> str:
+    return print_graph(c.graph)

@@ -1,0 +1,1 @@
+"""Tests of the compiler driver: artifacts, model specs, the CLI."""
