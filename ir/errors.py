@@ -62,7 +62,7 @@ class CompilerError(Exception):
             out = f"{self.loc}: error: {self.message}"
             if self.loc.excerpt():
                 out += "\n" + self.loc.excerpt()
-        elif isinstance(self.loc, SourceLoc):
+        elif isinstance(self.loc, SourceLoc) and (self.loc.module or self.loc.file):
             out = f"error: {self.message}\n  in {self.loc}"
             line = self.loc.excerpt()
             if line:

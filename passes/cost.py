@@ -40,12 +40,20 @@ class CostPass:
             if nbytes <= self.target.usable_bytes_per_pe:
                 shapes.append(ShapeCost(w, h, nbytes, kernel_cycles(kp, self.target, w, h)))
         if not shapes:
-            raise PlacementError(
-                f"kernel '{kernel.name}' does not fit any region of the "
-                f"{self.target.fabric_width}x{self.target.fabric_height} fabric: even the largest shape "
-                f"needs more than {self.target.usable_bytes_per_pe} bytes per PE", kernel.loc)
+            raise self._does_not_fit(kernel)
         return KernelCost(kernel.name, flops_of(kernel) // max(self.tokens, 1), param_bytes(kernel),
                           _spread(_pareto(shapes), self.max_shapes))
+
+    def _does_not_fit(self, kernel: Kernel) -> PlacementError:
+        t = self.target
+        pes = t.fabric_width * t.fabric_height
+        need = -(-param_bytes(kernel) // t.usable_bytes_per_pe)
+        return PlacementError(
+            f"kernel '{kernel.name}' does not fit the {t.fabric_width}x{t.fabric_height} fabric: its "
+            f"weights alone are {param_bytes(kernel):,} bytes, at least {need:,} PEs at "
+            f"{t.usable_bytes_per_pe:,} usable bytes each, and no region shape of the {pes:,} PEs "
+            f"holds its tiles and buffers", kernel.loc,
+            hint="one kernel must fit on one wafer: use a larger target or --fabric-dims")
 
     def _candidates(self, kernel: Kernel, plan) -> list[tuple[int, int]]:
         fw, fh = self.target.fabric
