@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ir.graph import Graph, NameGen, Op, Value
 from ir.kernels import Kernel, KernelGraph
-from ir.ops import OpKind, lookup
+from ir.ops import OpKind, flops, lookup
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)(?:\.|$)")
 
@@ -140,7 +140,7 @@ def _make_kernels(groups, graph: Graph) -> list[Kernel]:
         reads = _unique(v for op in ops for v in op.operands if v not in defined)
         used_later = [r for op in ops for r in op.results
                       if r in outputs or any(u not in ops for u in users.get(r, []))]
-        anchor = ops[0]
+        anchor = ops[0] if kind != "vector" else _heaviest(ops)
         kernels.append(Kernel(
             name=names.fresh(_kernel_name(anchor, kind)), kind=kind, ops=ops,
             inputs=[v for v in reads if v not in params], params=[v for v in reads if v in params],
@@ -148,11 +148,18 @@ def _make_kernels(groups, graph: Graph) -> list[Kernel]:
     return kernels
 
 
+def _heaviest(ops: list[Op]) -> Op:
+    """The op that names a vector kernel: the one doing the most arithmetic (attention, a norm)."""
+    return max(ops, key=op_flops)  # max keeps the first of equals
+
+
+def op_flops(op: Op) -> int:
+    return flops(op.opname, [v.type for v in op.operands], op.result.type, op.attrs)
+
+
 def _kernel_name(anchor: Op, kind: str) -> str:
-    module = anchor.loc.module.removeprefix("model.") if anchor.loc.module else ""
-    if kind == "vector":
-        return f"{module or 'vector'}.{anchor.opname}" if module else anchor.opname
-    return module or f"{kind}_{anchor.result.name}"
+    module = anchor.loc.module.removeprefix("model.")
+    return module or (anchor.opname if kind == "vector" else f"{kind}_{anchor.result.name}")
 
 
 def _unique(values) -> list[Value]:

@@ -116,3 +116,14 @@ def test_model_too_big_for_the_fabric_says_why(tmp_path):
         compiler.compile(model, (torch.randn(2, 512),), target="toy", fabric_dims=(2, 2))
     message = str(err.value)
     assert "2x2 fabric" in message and "1,050,624 bytes" in message and "at least 26 PEs" in message
+
+
+def test_saved_export_program_compiles_from_its_path(tmp_path):
+    model, inputs = load_example("mlp")
+    with torch.no_grad():
+        torch.export.save(torch.export.export(model, inputs), tmp_path / "mlp.pt2")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["compile", str(tmp_path / "mlp.pt2"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    run = compiler.load(out).run()
+    assert run.max_abs_error <= 1e-6
