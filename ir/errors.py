@@ -102,6 +102,10 @@ class SimulationError(CompilerError):
     """The simulator found the program doing something impossible at run time."""
 
 
+class DefectError(CompilerError):
+    """A defect map that is malformed, out of range, or leaves no usable fabric."""
+
+
 def span_at(file: str, source: str, line: int, col: int) -> Span:
     """A Span with the source line filled in for the caret excerpt."""
     lines = source.split("\n")

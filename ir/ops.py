@@ -294,7 +294,8 @@ register("slice", V, (1, 1), _slice, _zero, attrs=("dim", "start", "end"))
 register("cat", V, (1, 64), _cat, _zero, attrs=("dim",))
 register("sdpa", OpKind.ATTENTION, (3, 4), _sdpa, _sdpa_flops, attrs=("scale", "causal"))
 # WKL collectives: `reduce_row` sums a value over the PEs of each region row (every PE of the row
-# gets the sum), `reduce_col` over each column, `reduce_all` over the whole region.
+# gets the sum), `reduce_col` over each column, `reduce_all` over the whole region (with an optional
+# `count`: over the first `count` PEs in row-major order, those holding a shard).
 for _n in ("reduce_row", "reduce_col", "reduce_all"):
     register(_n, OpKind.COLLECTIVE, (1, 1), _collective, _zero)
 

@@ -28,7 +28,8 @@ def stmt_cycles(stmt, types: dict[str, TensorType], target: Target, w: int, h: i
         return target.transfer_cycles(types[stmt.src].nbytes, (w - 1) + (h - 1))
     if isinstance(stmt, Compute):
         if stmt.op in _COLLECTIVE_SPAN:
-            return target.reduce_cycles(stmt.type, _COLLECTIVE_SPAN[stmt.op](w, h))
+            pes = stmt.attrs.get("count") or _COLLECTIVE_SPAN[stmt.op](w, h)
+            return target.reduce_cycles(stmt.type, pes)
         operand_types = [types[a] for a in stmt.args]
         flops = ops.flops(stmt.op, operand_types, stmt.type, stmt.attrs)
         return target.compute_cycles(flops, stmt.type.dtype) if flops else 0

@@ -1,5 +1,9 @@
 """CostPass: what each kernel costs on the region shapes it could be given.
 
+`KernelCostModel` answers "what does this kernel cost on a w x h region?" for any shape, which is
+what the wafer-scale placer asks thousands of times; answers are memoised per kernel *signature*,
+so the 32 identical decoder layers of a Llama are lowered once per shape, not 32 times.
+
 requires: a KernelGraph and a target.
 ensures:  one KernelCost per kernel (same order) whose `shapes` fit the target's SRAM per PE after
           the reserve, keep only shapes no other shape beats on both PEs and cycles, and are listed
@@ -8,7 +12,7 @@ ensures:  one KernelCost per kernel (same order) whose `shapes` fit the target's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ir.errors import PlacementError
 from ir.kernels import Kernel, KernelCost, KernelGraph, ShapeCost
@@ -20,6 +24,51 @@ from passes.spmd import flops_of, lower_kernel, param_bytes
 SIDES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
+def kernel_signature(kernel: Kernel) -> tuple:
+    """The kernel up to the names of its values: identical layers have equal signatures."""
+    index: dict = {}
+
+    def ref(v):
+        return index.setdefault(v, (len(index), str(v.type)))
+
+    for v in kernel.inputs + kernel.params:
+        ref(v)
+    body = tuple((op.opname, tuple(ref(v) for v in op.operands), ref(op.result), repr(sorted(op.attrs.items())))
+                 for op in kernel.ops)
+    return (kernel.kind, body, tuple(ref(v) for v in kernel.outputs))
+
+
+@dataclass
+class KernelCostModel:
+    """One kernel's cost on any region shape: lowered to WKL and costed with the target's rules."""
+
+    kernel: Kernel
+    target: Target
+    cache: dict = field(default_factory=dict)  # shared between models: (signature, w, h) -> ShapeCost | None
+
+    def __post_init__(self):
+        self.signature = kernel_signature(self.kernel)
+        self.plan = plan_sharding(self.kernel) if self.kernel.kind == "vector" else None
+        self.flops = flops_of(self.kernel)
+        self.param_bytes = param_bytes(self.kernel)
+        self.min_pes = max(1, -(-self.param_bytes // self.target.usable_bytes_per_pe))
+
+    @property
+    def max_useful_pes(self) -> int | None:
+        """A vector kernel computes on at most `parallelism` PEs; None means no limit."""
+        return self.plan.parallelism if self.plan is not None else None
+
+    def cost(self, w: int, h: int) -> ShapeCost | None:
+        """The cost on a w x h region, or None when some PE's tiles and buffers exceed its SRAM."""
+        key = (self.signature, w, h)
+        if key not in self.cache:
+            kp = lower_kernel(self.kernel, w, h, self.plan)
+            nbytes = kernel_bytes_per_pe(kp)
+            fits = nbytes <= self.target.usable_bytes_per_pe
+            self.cache[key] = ShapeCost(w, h, nbytes, kernel_cycles(kp, self.target, w, h)) if fits else None
+        return self.cache[key]
+
+
 @dataclass(frozen=True)
 class CostPass:
     target: Target
@@ -29,19 +78,15 @@ class CostPass:
     name = "cost"
 
     def run(self, kg: KernelGraph) -> list[KernelCost]:
-        return [self.cost(k) for k in kg.kernels]
+        cache: dict = {}
+        return [self.cost(k, cache) for k in kg.kernels]
 
-    def cost(self, kernel: Kernel) -> KernelCost:
-        plan = plan_sharding(kernel) if kernel.kind == "vector" else None
-        shapes = []
-        for w, h in self._candidates(kernel, plan):
-            kp = lower_kernel(kernel, w, h, plan)
-            nbytes = kernel_bytes_per_pe(kp)
-            if nbytes <= self.target.usable_bytes_per_pe:
-                shapes.append(ShapeCost(w, h, nbytes, kernel_cycles(kp, self.target, w, h)))
+    def cost(self, kernel: Kernel, cache: dict | None = None) -> KernelCost:
+        model = KernelCostModel(kernel, self.target, {} if cache is None else cache)
+        shapes = [c for w, h in self._candidates(model) if (c := model.cost(w, h)) is not None]
         if not shapes:
             raise self._does_not_fit(kernel)
-        return KernelCost(kernel.name, flops_of(kernel) // max(self.tokens, 1), param_bytes(kernel),
+        return KernelCost(kernel.name, model.flops // max(self.tokens, 1), model.param_bytes,
                           _spread(_pareto(shapes), self.max_shapes))
 
     def _does_not_fit(self, kernel: Kernel) -> PlacementError:
@@ -55,14 +100,15 @@ class CostPass:
             f"holds its tiles and buffers", kernel.loc,
             hint="one kernel must fit on one wafer: use a larger target or --fabric-dims")
 
-    def _candidates(self, kernel: Kernel, plan) -> list[tuple[int, int]]:
+    def _candidates(self, model: KernelCostModel) -> list[tuple[int, int]]:
         fw, fh = self.target.fabric
         sides_w = [s for s in SIDES if s <= fw]
         sides_h = [s for s in SIDES if s <= fh]
-        if plan is None:
+        if model.plan is None:
             return [(w, h) for h in sides_h for w in sides_w]
         # A vector kernel uses at most `parallelism` PEs; only the count matters, not the aspect.
-        counts = [p for p in range(1, plan.parallelism + 1) if plan.parallelism % p == 0]
+        par = model.plan.parallelism
+        counts = [p for p in range(1, par + 1) if par % p == 0]
         return [shape for p in counts if (shape := _near_square(p, fw, fh))]
 
 

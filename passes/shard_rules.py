@@ -6,6 +6,10 @@ sharded on (None: the operand is needed whole, e.g. broadcast or a normaliser's 
 from a seed (one value, one dim), the tables are applied in both directions until nothing changes;
 a contradiction rejects the seed. The plan with the most parallelism wins; values the propagation
 never reaches are replicated on every PE.
+
+`sum` and `mean` may also reduce *across* the shards (a norm over a hidden dim split between PEs):
+each PE reduces its block and a `reduce_all` collective completes the result, which is then
+replicated. The lowering finds these ops as "result replicated, operand sharded".
 """
 from __future__ import annotations
 
@@ -66,34 +70,55 @@ def _propagate(ops: list[Op], tables: dict, seed: Value, seed_dim: int) -> dict 
     return dims if _consistent(ops, tables, dims) else None
 
 
+_UNKNOWN, _CONFLICT = object(), object()
+_CROSS_SHARD = {"sum", "mean"}  # reductions that may span the shards, completed by reduce_all
+
+
+def is_cross_shard(op: Op, dims: dict) -> bool:
+    """A sum/mean whose operand is split along a reduced dim: local reduce, then reduce_all."""
+    if op.opname not in _CROSS_SHARD or dims.get(op.result) is not None:
+        return False
+    d = dims.get(op.operands[0])
+    rank = op.operands[0].type.rank
+    return d is not None and d in {norm_dim(x, rank) for x in op.attrs["dims"]}
+
+
 def _implied(op: Op, table: DimTable, dims: dict) -> dict | None:
     """What the op's table says about its unknown values, or None for a contradiction."""
-    r = dims.get(op.result, ...)
-    if r is ...:
+    r = dims.get(op.result, _UNKNOWN)
+    if r is _UNKNOWN:
         r = _result_dim_from_operands(op, table, dims)
-        if r is ...:
+        if r is _UNKNOWN:
             return {}
-        if r is None:
+        if r is _CONFLICT:
             return None
     if r is None:
-        return {v: None for v in op.operands}
+        if is_cross_shard(op, {**dims, op.result: None}):
+            return {op.result: None}
+        return {op.result: None, **{v: None for v in op.operands}}
     if r not in table:
         return None
     return {op.result: r, **dict(zip(op.operands, table[r]))}
 
 
 def _result_dim_from_operands(op: Op, table: DimTable, dims: dict):
-    """The result dim implied by an operand already sharded; ... when nothing is known."""
+    """The result dim implied by an operand already sharded (None: replicated by a cross-shard
+    reduction); _UNKNOWN when no operand is sharded yet, _CONFLICT when no result dim fits."""
     for i, v in enumerate(op.operands):
         d = dims.get(v)
         if d is not None:
-            return next((r for r, need in table.items() if need[i] == d), None)
-    return ...
+            r = next((r for r, need in table.items() if need[i] == d), _CONFLICT)
+            if r is _CONFLICT and is_cross_shard(op, {**dims, op.result: None}):
+                return None
+            return r
+    return _UNKNOWN
 
 
 def _consistent(ops: list[Op], tables: dict, dims: dict) -> bool:
     for op in ops:
         r = dims.get(op.result)
+        if r is None and is_cross_shard(op, dims):
+            continue
         need = (None,) * len(op.operands) if r is None else tables[op].get(r)
         if need is None or any(dims.get(v) != d for v, d in zip(op.operands, need)):
             return False

@@ -24,7 +24,7 @@ from ir.graph import NameGen, Op, Value
 from ir.kernels import Kernel
 from ir.types import TensorType
 from ir.wkl import Affine, Compute, Cond, KernelProgram, Load, Slice, Store, TensorDecl, Tile
-from passes.shard_rules import ShardPlan, plan_sharding
+from passes.shard_rules import ShardPlan, is_cross_shard, plan_sharding
 
 WHOLE = Slice()
 
@@ -157,12 +157,26 @@ def _lower_vector(kernel: Kernel, w: int, h: int, plan: ShardPlan) -> KernelProg
     for op in kernel.ops:
         args = [b.fetch(v, *_shard_block(v, plan, n, w)) for v in op.operands]
         local_t = _shard_block(op.result, plan, n, w)[1]
-        b.compute(op.opname, args, local_t, _local_attrs(op, local_t), op.result)
+        if n > 1 and is_cross_shard(op, plan.dims):
+            _cross_shard_reduce(b, op, args, local_t, n)
+        else:
+            b.compute(op.opname, args, local_t, _local_attrs(op, local_t), op.result)
     for v in kernel.outputs:
         slices, _ = _shard_block(v, plan, n, w)
         replicated = plan.dims.get(v) is None or n == 1
         b.body.append(Store(v.name, slices, b.local[v], Cond(0, 0) if replicated else Cond()))
     return b.program()
+
+
+def _cross_shard_reduce(b: _Builder, op: Op, args: list[str], t: TensorType, n: int) -> None:
+    """sum/mean over a dim split n ways: reduce each block, sum the n partials across the PEs
+    holding shards; a mean of equal blocks is the mean of the block means."""
+    part = b.compute(op.opname, args, t, op.attrs, hint=f"{op.result.name}_part")
+    if op.opname == "sum":
+        b.compute("reduce_all", [part], t, {"count": n}, op.result)
+        return
+    total = b.compute("reduce_all", [part], t, {"count": n}, hint=f"{op.result.name}_sum")
+    b.compute("mul", [total], t, {"scalar": 1.0 / n}, op.result)
 
 
 def _shard_block(v: Value, plan: ShardPlan, n: int, w: int) -> tuple[list[Slice], TensorType]:

@@ -312,7 +312,14 @@ class LocalOps:
         return _all_reduce(args[0], axes=(0,))
 
     def op_reduce_all(self, args, attrs):
-        return _all_reduce(args[0], axes=(0, 1))
+        """Sum over the region; with `count`, over the first `count` PEs in row-major order only
+        (the PEs that hold a shard when the region has more PEs than shards)."""
+        x = args[0]
+        if "count" not in attrs:
+            return _all_reduce(x, axes=(0, 1))
+        h, w = x.shape[:2]
+        holders = (np.arange(h * w) < attrs["count"]).reshape((h, w) + (1,) * (x.ndim - 2))
+        return _all_reduce(np.where(holders, x, np.zeros((), x.dtype)), axes=(0, 1))
 
 
 _LOCAL_OPS = LocalOps()

@@ -343,6 +343,15 @@ def test_collectives_sum_over_pes(op, axes, rng):
     np.testing.assert_allclose(got, np.broadcast_to(x.sum(axis=axes, keepdims=True), x.shape), rtol=1e-6)
 
 
+def test_reduce_all_with_count_sums_only_the_shard_holders(rng):
+    x = randn(rng, 4)  # PEs in row-major order: the first 3 hold shards, the rest garbage
+    got = run("reduce_all", [x], {"count": 3}, (4,))
+    h, w = x.shape[:2]
+    flat = x.reshape(h * w, 4)
+    np.testing.assert_allclose(got[0, 0], flat[:3].sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(got[-1, -1], flat[:3].sum(axis=0), rtol=1e-6)
+
+
 # ---------------------------------------------------------------- checks
 
 def test_declared_shape_and_attrs_are_checked(rng):

@@ -41,20 +41,21 @@ def test_attention_shards_over_kv_heads_keeping_query_groups_together():
     assert sdpa.type.shape == (1, 2, 8, 16)  # two query heads per PE
 
 
-def test_norm_shards_over_tokens_not_the_reduced_dim():
+def test_norm_over_many_tokens_shards_the_tokens_and_needs_no_collective():
     b = GraphBuilder()
-    x = b.input("x", 1, 8, 64)
+    x = b.input("x", 1, 64, 16)
     p = b.op("pow", x, scalar=2.0)
     m = b.op("mean", p, dims=[-1], keepdim=True)
     r = b.op("rsqrt", b.op("add", m, scalar=1e-6))
-    y = b.op("mul", b.op("mul", x, r), b.param("norm.weight", 64))
+    y = b.op("mul", b.op("mul", x, r), b.param("norm.weight", 16))
     (kernel,) = PartitionPass().run(b.done(y)).kernels
     plan = plan_sharding(kernel)
-    assert plan.parallelism == 8 and plan.dims[kernel.inputs[0]] == 1
+    assert plan.parallelism == 64 and plan.dims[kernel.inputs[0]] == 1
     kp = lower_kernel(kernel, 4, 2)
     check_local_types(kp)
+    assert not any(isinstance(s, Compute) and s.op == "reduce_all" for s in kp.body)
     tile = next(s for s in kp.body if isinstance(s, Tile))
-    assert tile.type.shape == (64,)  # the weight is needed whole by every PE
+    assert tile.type.shape == (16,)  # the weight is needed whole by every PE
 
 
 def test_unshardable_kernel_is_replicated_and_stored_once():
@@ -110,3 +111,22 @@ def test_cost_shapes_fit_sram_and_trade_pes_for_cycles():
     assert min(areas) * target.usable_bytes_per_pe >= 256 * 256 * 4
     kp = lower_kernel(kg.kernels[0], cost.shapes[-1].w, cost.shapes[-1].h)
     assert kernel_bytes_per_pe(kp) == cost.shapes[-1].bytes_per_pe
+
+
+def test_norm_over_a_long_hidden_dim_splits_it_and_completes_the_mean_across_pes():
+    # One decode token: the only parallel dim is the hidden dim the norm reduces over.
+    b = GraphBuilder()
+    x = b.input("x", 1, 1, 64)
+    m = b.op("mean", b.op("pow", x, scalar=2.0), dims=[-1], keepdim=True)
+    y = b.op("mul", b.op("mul", x, b.op("rsqrt", b.op("add", m, scalar=1e-6))), b.param("g", 64))
+    (kernel,) = PartitionPass().run(b.done(y)).kernels
+    plan = plan_sharding(kernel)
+    assert plan.parallelism == 64 and plan.dims[kernel.inputs[0]] == 2 and plan.dims[m] is None
+    kp = lower_kernel(kernel, 4, 2)
+    check_local_types(kp)
+    ops_ = [s.op for s in kp.body if isinstance(s, Compute)]
+    assert ops_[:4] == ["pow", "mean", "reduce_all", "mul"]
+    reduce = next(s for s in kp.body if isinstance(s, Compute) and s.op == "reduce_all")
+    assert reduce.attrs == {"count": 8}
+    tile = next(s for s in kp.body if isinstance(s, Tile))
+    assert tile.type.shape == (8,)  # the norm weight is split with the hidden dim
