@@ -16,6 +16,8 @@ Kernel body statements, in order:
   SRAM. Parts of the block outside the parameter's bounds are zero (padding).
 * `Load`: `load NAME : T = IN[slices]` — the fabric delivers that block of an `in` tensor to the
   PE (edge injection plus row/column broadcast). Out-of-bounds parts are zero.
+* `State`: `state NAME : T` — a buffer the PE keeps resident across runs (a KV cache), zero when
+  the program is loaded. It counts against the PE's SRAM like a tile.
 * `Compute`: `NAME : T = op(args) {attrs}` — an op from `ir.ops` applied to the PE's locals with the
   IR's meaning; collectives (`reduce_row`, `reduce_col`, `reduce_all`) combine a local across PEs.
 * `Store`: `store OUT[slices] = NAME where px == a and py == b` — PEs meeting the condition write
@@ -106,6 +108,13 @@ class Load:
 
 
 @dataclass
+class State:
+    name: str
+    type: TensorType
+    span: Span | None = None
+
+
+@dataclass
 class Compute:
     name: str
     type: TensorType
@@ -124,7 +133,7 @@ class Store:
     span: Span | None = None
 
 
-Stmt = Union[Tile, Load, Compute, Store]
+Stmt = Union[Tile, Load, State, Compute, Store]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ir import ops
 from ir.target import Target
 from ir.types import TensorType
-from ir.wkl import Compute, KernelProgram, Load, Region, Store, Tile
+from ir.wkl import Compute, KernelProgram, Load, Region, State, Store, Tile
 
 _COLLECTIVE_SPAN = {"reduce_row": lambda w, h: w, "reduce_col": lambda w, h: h,
                     "reduce_all": lambda w, h: w * h}
@@ -19,7 +19,7 @@ def stmt_cycles(stmt, types: dict[str, TensorType], target: Target, w: int, h: i
 
     `types` maps the kernel's local and whole-tensor names to their types.
     """
-    if isinstance(stmt, Tile):
+    if isinstance(stmt, (Tile, State)):
         return 0  # resident in SRAM before the program starts
     if isinstance(stmt, Load):
         # Injected at the region's edge and broadcast along its rows and columns.

@@ -45,6 +45,7 @@ class KernelCostModel:
     kernel: Kernel
     target: Target
     cache: dict = field(default_factory=dict)  # shared between models: (signature, w, h) -> ShapeCost | None
+    max_context: int | None = None  # tokens of KV cache attention kernels keep resident
 
     def __post_init__(self):
         self.signature = kernel_signature(self.kernel)
@@ -60,9 +61,9 @@ class KernelCostModel:
 
     def cost(self, w: int, h: int) -> ShapeCost | None:
         """The cost on a w x h region, or None when some PE's tiles and buffers exceed its SRAM."""
-        key = (self.signature, w, h)
+        key = (self.signature, self.max_context, w, h)
         if key not in self.cache:
-            kp = lower_kernel(self.kernel, w, h, self.plan)
+            kp = lower_kernel(self.kernel, w, h, self.plan, self.max_context)
             nbytes = kernel_bytes_per_pe(kp)
             fits = nbytes <= self.target.usable_bytes_per_pe
             self.cache[key] = ShapeCost(w, h, nbytes, kernel_cycles(kp, self.target, w, h)) if fits else None
@@ -73,6 +74,7 @@ class KernelCostModel:
 class CostPass:
     target: Target
     tokens: int = 1  # tokens per pass, to state FLOPs per token
+    max_context: int | None = None
     max_shapes: int = 8
 
     name = "cost"
@@ -82,7 +84,7 @@ class CostPass:
         return [self.cost(k, cache) for k in kg.kernels]
 
     def cost(self, kernel: Kernel, cache: dict | None = None) -> KernelCost:
-        model = KernelCostModel(kernel, self.target, {} if cache is None else cache)
+        model = KernelCostModel(kernel, self.target, {} if cache is None else cache, self.max_context)
         shapes = [c for w, h in self._candidates(model) if (c := model.cost(w, h)) is not None]
         if not shapes:
             raise self._does_not_fit(kernel)
@@ -106,9 +108,11 @@ class CostPass:
         sides_h = [s for s in SIDES if s <= fh]
         if model.plan is None:
             return [(w, h) for h in sides_h for w in sides_w]
-        # A vector kernel uses at most `parallelism` PEs; only the count matters, not the aspect.
+        # A vector kernel computes on at most `parallelism` PEs (only the count matters, not the
+        # aspect); more PEs can still be needed to hold a KV cache.
         par = model.plan.parallelism
         counts = [p for p in range(1, par + 1) if par % p == 0]
+        counts += [par << k for k in range(1, 12) if par << k <= fw * fh]
         return [shape for p in counts if (shape := _near_square(p, fw, fh))]
 
 

@@ -13,6 +13,10 @@ Two mappings:
 * vector kernels shard every value along one tensor dim over the region's PEs in row-major order
   (PE number `py*w + px`), found by propagating a seed sharding through per-op dim rules
   (`passes/shard_rules.py`); values the propagation never reaches are replicated.
+
+With a `max_context`, every attention kernel also keeps its KV cache resident (`state` buffers):
+split like the attention's keys across the shards, and along the context across the PEs that share
+a shard, so a long context spreads over a large region even when the heads are few.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from ir import ops
 from ir.graph import NameGen, Op, Value
 from ir.kernels import Kernel
 from ir.types import TensorType
-from ir.wkl import Affine, Compute, Cond, KernelProgram, Load, Slice, Store, TensorDecl, Tile
+from ir.wkl import Affine, Compute, Cond, KernelProgram, Load, Slice, State, Store, TensorDecl, Tile
 from passes.shard_rules import ShardPlan, is_cross_shard, plan_sharding
 
 WHOLE = Slice()
@@ -79,11 +83,13 @@ class _Builder:
             kind=k.kind, layer=k.layer, source=str(k.loc) if k.loc.module or k.loc.file else "")
 
 
-def lower_kernel(kernel: Kernel, w: int, h: int, plan: ShardPlan | None = None) -> KernelProgram:
-    """The WKL program for `kernel` on a w x h region (`plan`: a cached vector sharding plan)."""
+def lower_kernel(kernel: Kernel, w: int, h: int, plan: ShardPlan | None = None,
+                 max_context: int | None = None) -> KernelProgram:
+    """The WKL program for `kernel` on a w x h region (`plan`: a cached vector sharding plan;
+    `max_context`: tokens of KV cache each attention keeps resident)."""
     if kernel.kind in ("linear", "embedding"):
         return _lower_gemv(kernel, w, h)
-    return _lower_vector(kernel, w, h, plan or plan_sharding(kernel))
+    return _lower_vector(kernel, w, h, plan or plan_sharding(kernel), max_context)
 
 
 # ------------------------------------------------------------------ GEMV mapping
@@ -151,9 +157,11 @@ def _embedding_partial(b: _Builder, anchor: Op, w: int, h: int, bn: int) -> str:
 
 # ------------------------------------------------------------------ vector mapping
 
-def _lower_vector(kernel: Kernel, w: int, h: int, plan: ShardPlan) -> KernelProgram:
+def _lower_vector(kernel: Kernel, w: int, h: int, plan: ShardPlan, max_context: int | None) -> KernelProgram:
     b = _Builder(kernel)
     n = plan.shards(w * h)
+    if max_context:
+        _kv_cache(b, kernel, plan, n, w * h, max_context)
     for op in kernel.ops:
         args = [b.fetch(v, *_shard_block(v, plan, n, w)) for v in op.operands]
         local_t = _shard_block(op.result, plan, n, w)[1]
@@ -166,6 +174,17 @@ def _lower_vector(kernel: Kernel, w: int, h: int, plan: ShardPlan) -> KernelProg
         replicated = plan.dims.get(v) is None or n == 1
         b.body.append(Store(v.name, slices, b.local[v], Cond(0, 0) if replicated else Cond()))
     return b.program()
+
+
+def _kv_cache(b: _Builder, kernel: Kernel, plan: ShardPlan, n: int, pes: int, context: int) -> None:
+    """Resident K and V caches for each attention: a shard's keys, `context` tokens long, split
+    along the context over the pes // n PEs that hold the same shard."""
+    for i, op in enumerate(o for o in kernel.ops if o.opname == "sdpa"):
+        keys = _shard_block(op.operands[1], plan, n, 1)[1]
+        tokens = -(-context // max(1, pes // n))
+        cache = keys.with_shape(keys.shape[:2] + (tokens, keys.shape[3]))
+        for which in ("k", "v"):
+            b.body.append(State(b.names.fresh(f"{which}_cache{i or ''}"), cache))
 
 
 def _cross_shard_reduce(b: _Builder, op: Op, args: list[str], t: TensorType, n: int) -> None:

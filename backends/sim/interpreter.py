@@ -26,12 +26,13 @@ from backends.sim.numerics import numpy_dtype, round_to
 from ir.errors import SimulationError, Span
 from ir.target import Target
 from ir.types import TensorType
-from ir.wkl import Compute, KernelProgram, Load, Region, Store, Tile
+from ir.wkl import Compute, KernelProgram, Load, Region, State, Store, Tile
 from ir.wkl_cost import kernel_types, stmt_cycles
 
 ParamReader = Callable[[str, "Span | None"], np.ndarray]
 
-_STMT_METHODS = {Tile: "run_tile", Load: "run_load", Compute: "run_compute", Store: "run_store"}
+_STMT_METHODS = {Tile: "run_tile", Load: "run_load", State: "run_state", Compute: "run_compute",
+                 Store: "run_store"}
 
 
 @dataclass
@@ -94,6 +95,11 @@ class KernelInterpreter:
                                   hint=f"its ins are: {', '.join(self.ins) or 'none'}")
         whole = self.ins[stmt.src]
         self._define(stmt.name, stmt.type, gather(whole, stmt.slices, stmt.type.shape, self.h, self.w))
+
+    def run_state(self, stmt: State) -> None:
+        """A resident buffer, zero at load; one run of the program does not carry it further."""
+        shape = (self.h, self.w) + stmt.type.shape
+        self.locals[stmt.name] = np.zeros(shape, numpy_dtype(stmt.type.dtype))
 
     def run_compute(self, stmt: Compute) -> None:
         args = [self._local(name) for name in stmt.args]

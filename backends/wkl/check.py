@@ -22,7 +22,7 @@ from ir.errors import Span, VerifyError
 from ir.target import Target
 from ir.types import TensorType
 from ir.wkl import (HOST, Compute, Endpoint, KernelProgram, Layout, Load, Program, Region, Route,
-                    Slice, Store, TensorDecl, Tile)
+                    Slice, State, Store, TensorDecl, Tile)
 from ir.wkl_cost import kernel_bytes_per_pe
 
 
@@ -170,6 +170,10 @@ def _check_load(stmt: Load, scope: _Scope) -> None:
     _define_local(scope, stmt.name, stmt.type, stmt.span)
 
 
+def _check_state(stmt: State, scope: _Scope) -> None:
+    _define_local(scope, stmt.name, stmt.type, stmt.span)
+
+
 def _check_compute(stmt: Compute, scope: _Scope) -> None:
     if ops.lookup(stmt.op) is None:
         raise VerifyError(f"unknown op '{stmt.op}'", stmt.span)
@@ -202,7 +206,8 @@ def _check_store(stmt: Store, scope: _Scope) -> None:
     scope.stored.add(stmt.dst)
 
 
-_STMT_CHECKS = {Tile: _check_tile, Load: _check_load, Compute: _check_compute, Store: _check_store}
+_STMT_CHECKS = {Tile: _check_tile, Load: _check_load, State: _check_state, Compute: _check_compute,
+                Store: _check_store}
 
 
 def _define_local(scope: _Scope, name: str, typ: TensorType, span: Span | None) -> None:

@@ -22,7 +22,7 @@ from lark.lexer import PatternStr
 from ir.errors import ParseError, Span
 from ir.types import DType, TensorType
 from ir.wkl import (HOST, Affine, Compute, Cond, Endpoint, KernelProgram, Layout, Load, Program,
-                    Region, Route, Slice, Store, TensorDecl, Tile)
+                    Region, Route, Slice, State, Store, TensorDecl, Tile)
 
 from backends.wkl.emit import KERNEL_DIR, LAYOUT_FILE
 
@@ -284,6 +284,11 @@ class _AstBuilder(Transformer):
     def load(self, meta, children):
         name, typ, src, slices = children
         return Load(str(name), typ, str(src), slices, self.source.at(meta))
+
+    @v_args(meta=True)
+    def state(self, meta, children):
+        name, typ = children
+        return State(str(name), typ, self.source.at(meta))
 
     @v_args(meta=True)
     def compute(self, meta, children):

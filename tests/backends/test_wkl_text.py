@@ -280,7 +280,7 @@ KERNEL_HEAD = 'kernel k layer 0 source "" {\n'
 
 @pytest.mark.parametrize("body, where, message", [
     ("  y foo f32[4] = relu(x)\n}\n", "2:5", "expected ':' but found 'foo'"),
-    ("  in x : f32[4]\n", "2:16", "expected one of 'in', 'load', 'out', 'store', 'tile', '}', "
+    ("  in x : f32[4]\n", "2:16", "expected one of 'in', 'load', 'out', 'state', 'store', 'tile', '}', "
                                   "a name but found end of file"),
     ("  in x : f33[4]\n}\n", "2:10", "unknown dtype 'f33'"),
     ("  tile t : f32[4] = p[3 px : 4]\n}\n", "2:25", "expected one of ')', '*', '+', ',', '-', "
@@ -340,3 +340,12 @@ def test_per_pe_affine_attribute_round_trips():
     kp = parse_kernel(text, "kernels/k.wkl")
     assert kp.body[2].attrs == {"offset": Affine(0, px=25)}
     assert parse_kernel(emit_kernel(kp), "kernels/k.wkl").body[2].attrs == kp.body[2].attrs
+
+
+def test_state_buffer_round_trips():
+    text = ("kernel k layer 0 source \"\" {\n  in x : f32[2]\n  out y : f32[2]\n"
+            "  state k_cache : f16[1, 2, 64, 16]\n  load a : f32[2] = x[:]\n"
+            "  store y[:] = a where px == 0\n}\n")
+    kp = parse_kernel(text, "kernels/k.wkl")
+    assert kp.body[0].name == "k_cache" and kp.body[0].type.shape == (1, 2, 64, 16)
+    assert emit_kernel(kp).endswith(text.split("{\n", 1)[1])

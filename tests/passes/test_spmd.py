@@ -130,3 +130,15 @@ def test_norm_over_a_long_hidden_dim_splits_it_and_completes_the_mean_across_pes
     assert reduce.attrs == {"count": 8}
     tile = next(s for s in kp.body if isinstance(s, Tile))
     assert tile.type.shape == (8,)  # the norm weight is split with the hidden dim
+
+
+def test_attention_keeps_its_kv_cache_resident_split_over_the_region():
+    from ir.wkl import State
+    kernel = attention_kernel(hq=4, hkv=2, s=8, d=16)
+    kp = lower_kernel(kernel, 4, 2, max_context=1024)  # 2 shards (kv heads), 4 PEs per shard
+    states = [s for s in kp.body if isinstance(s, State)]
+    assert [s.name for s in states] == ["k_cache", "v_cache"]
+    assert all(s.type.shape == (1, 1, 256, 16) for s in states)  # 1024 tokens over 4 PEs
+    small = lower_kernel(kernel, 2, 1, max_context=1024)
+    assert kernel_bytes_per_pe(kp) < kernel_bytes_per_pe(small)
+    assert not any(isinstance(s, State) for s in lower_kernel(kernel, 4, 2).body)
