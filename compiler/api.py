@@ -21,6 +21,7 @@ from compiler.artifact import Artifact, load_tensors, save_tensors
 from compiler.pipeline import CompileOptions, compile_graph, placement_json, report_json
 from ir.errors import CompilerError, SimulationError
 from ir.target import Target, load_target, parse_target, target_to_toml
+from passes.defects import DefectMap
 from ir.text import print_graph
 
 
@@ -31,13 +32,33 @@ class RunResult:
     max_abs_error: float | None = None
 
 
+DEFAULT_MAX_CONTEXT = 8192
+
+
 def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric_dims=None,
-            seed=0, time_limit=10.0, progress=None) -> "CompiledModel":
-    """Compile an nn.Module (with example inputs) or a saved torch.export `.pt2` file."""
+            wafers=None, max_context=None, batch=1, layout="throughput", defects=None, defect_rate=0.0,
+            seed=0, time_limit=10.0, progress=None, timings=False) -> "CompiledModel":
+    """Compile an nn.Module (with example inputs), a saved torch.export `.pt2` file, or
+    `"hf:PRESET"` / `"hf:PATH"` (a Hugging Face architecture from its config.json, size-only).
+
+    max_context: tokens of KV cache each attention keeps resident; by default 8192, or the model's
+    `max_position_embeddings` when that is smaller. defects: a file of defective PEs (`wafer x y`
+    per line), or defect_rate: a random map of that density drawn from `seed`; the placement then
+    uses a logical fabric remapped around them. timings: record compile seconds per phase in
+    report.json (they differ between runs, so artifacts are then no longer byte-identical).
+    """
     from compiler import frontend  # torch is imported only when compiling
 
     tgt = resolve_target(target, fabric_dims)
-    opts = CompileOptions(tgt, seed=seed, time_limit_s=time_limit, progress=progress)
+    opts = CompileOptions(tgt, seed=seed, time_limit_s=time_limit, wafers=wafers, layout=layout,
+                          defects=_defect_map(defects, defect_rate, seed, tgt, wafers or 1),
+                          progress=progress)
+    opts.phase("build model")
+    name = _model_name(model)
+    if isinstance(model, str) and model.startswith("hf:"):
+        from compiler.hf import build_hf_model
+        model, example_args, example_kwargs = build_hf_model(model[3:], batch=batch)
+    opts.max_context = max_context if max_context is not None else _default_context(model)
     opts.phase("export")
     if isinstance(model, (str, Path)):
         captured = frontend.capture_pt2(Path(model))
@@ -45,11 +66,27 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
         captured = frontend.capture(model, tuple(example_args), dict(example_kwargs or {}))
     opts.phase("lower to IR")
     lowered = frontend.lower(captured)
-    compiled = compile_graph(lowered.graph, opts, model_name=_model_name(model))
+    compiled = compile_graph(lowered.graph, opts, model_name=name)
     opts.phase("run eager")
     expected = frontend.eager_outputs(captured)
     opts.phase("write artifact")
-    return CompiledModel(_artifact(compiled, lowered, captured, expected, tgt))
+    artifact = _artifact(compiled, lowered, captured, expected, tgt, opts.phase_seconds if timings else None)
+    opts.phase(None)
+    cm = CompiledModel(artifact)
+    cm.compile_seconds = dict(opts.phase_seconds)
+    return cm
+
+
+def _defect_map(path, rate: float, seed: int, target: Target, wafers: int) -> DefectMap | None:
+    if path is not None:
+        return DefectMap.from_file(path, target.fabric, wafers)
+    return DefectMap.random(rate, seed, target.fabric, wafers) if rate else None
+
+
+def _default_context(model) -> int | None:
+    """HF models keep a KV cache for the default context (or their own maximum, if smaller)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return min(DEFAULT_MAX_CONTEXT, limit) if isinstance(limit, int) else None
 
 
 def resolve_target(target: str | Path | Target, fabric_dims=None) -> Target:
@@ -62,10 +99,12 @@ def load(path) -> "CompiledModel":
 
 
 def _model_name(model) -> str:
+    if isinstance(model, str) and model.startswith("hf:"):
+        return Path(model[3:]).name
     return Path(model).stem if isinstance(model, (str, Path)) else type(model).__name__
 
 
-def _artifact(compiled, lowered, captured, expected, target: Target) -> Artifact:
+def _artifact(compiled, lowered, captured, expected, target: Target, seconds: dict | None) -> Artifact:
     size_only = any(a is None for a in lowered.params.values())
     graph = compiled.graph
     signature = {
@@ -78,7 +117,7 @@ def _artifact(compiled, lowered, captured, expected, target: Target) -> Artifact
     files = {
         "model.ir": print_graph(graph).encode(),
         "placement.json": _json(placement_json(compiled, target)),
-        "report.json": _json(report_json(compiled, target)),
+        "report.json": _json(report_json(compiled, target, size_only, seconds)),
         "signature.json": _json(signature),
         "target.toml": target_to_toml(target).encode(),
         **{name: text.encode() for name, text in compiled.wkl_files.items()},

@@ -8,7 +8,8 @@ compiler/api; this module only sees the IR.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from backends.wkl import check_program, emit_program, parse_program
@@ -22,6 +23,7 @@ from ir.wkl import HOST, Endpoint, Layout, Program, TensorDecl
 from ir.wkl_cost import kernel_bytes_per_pe, kernel_cycles, route_cycles
 from passes.canonicalize import CanonicalizePass
 from passes.cost import CostPass
+from passes.defects import DefectMap, Remap, plan_remap, remap_report, route_extra_hops
 from passes.partition import PartitionPass
 from passes.place import PlacementPass
 from passes.route import route
@@ -30,15 +32,27 @@ from passes.spmd import lower_kernel
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
+@dataclass
 class CompileOptions:
     target: Target
     seed: int = 0
     time_limit_s: float = 10.0
+    wafers: int | None = None          # None: the fewest that fit
+    layout: str = "throughput"         # or "latency"
+    max_context: int | None = None     # tokens of KV cache each attention keeps resident
+    defects: DefectMap | None = None   # defective PEs to place around
     progress: Progress | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    _current: tuple[str, float] | None = None
 
-    def phase(self, name: str) -> None:
-        if self.progress is not None:
+    def phase(self, name: str | None) -> None:
+        """Start phase `name` (None ends the last one), timing each and reporting progress."""
+        now = time.perf_counter()
+        if self._current is not None:
+            done, start = self._current
+            self.phase_seconds[done] = self.phase_seconds.get(done, 0.0) + now - start
+        self._current = (name, now) if name else None
+        if name and self.progress is not None:
             self.progress(name)
 
 
@@ -53,6 +67,7 @@ class Compiled:
     program: Program
     wkl_files: dict[str, str]
     output_names: list[str] = field(default_factory=list)
+    defects: "DefectPlacement | None" = None
 
 
 def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model") -> Compiled:
@@ -62,18 +77,26 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model")
     opts.phase("partition")
     kg = PartitionPass().run(graph)
     opts.phase("cost")
-    costs = CostPass(opts.target, tokens_per_pass(graph)).run(kg)
+    costs = CostPass(opts.target, tokens_per_pass(graph), opts.max_context).run(kg)
     opts.phase("place")
+    remap = plan_remap(opts.defects) if opts.defects is not None else None
+    fabric = remap.logical_dims if remap else opts.target.fabric
     names = [k.name for k in kg.kernels]
-    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s).run(names, costs, opts.target.fabric)
+    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s).run(names, costs, fabric)
     opts.phase("lower")
-    kernels = {k.name: lower_kernel(k, r.w, r.h) for k, r in zip(kg.kernels, regions)}
+    kernels = {k.name: lower_kernel(k, r.w, r.h, max_context=opts.max_context)
+               for k, r in zip(kg.kernels, regions)}
     opts.phase("route")
     output_names = [f"out{i}" for i in range(len(graph.outputs))]
     routes = route(regions, _edges(kg, output_names), opts.target.colors).routes
-    placement = Placement(opts.target.name, opts.target.fabric, 1, regions, routes)
+    defects = None
+    if remap is not None:
+        extra = route_extra_hops(remap, regions, routes)
+        routes = [replace(r, hops=r.hops + extra.get(r.name, 0)) for r in routes]  # physical hops
+        defects = DefectPlacement(opts.defects, remap, remap_report(opts.defects, remap, extra))
+    placement = Placement(opts.target.name, fabric, 1, regions, routes)
     layout = Layout(
-        model=model_name, target=opts.target.name, fabric=opts.target.fabric, wafers=1,
+        model=model_name, target=opts.target.name, fabric=fabric, wafers=placement.wafers,
         inputs=[TensorDecl(v.name, v.type) for v in graph.inputs],
         params=[TensorDecl(p.name, p.type) for p in graph.params],
         outputs=[TensorDecl(n, v.type) for n, v in zip(output_names, graph.outputs)],
@@ -82,7 +105,16 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model")
     files = emit_program(Program(layout, kernels))
     program = parse_program(files)  # what runs is what the text says
     check_program(program, opts.target)
-    return Compiled(graph, kg, costs, placement, program, files, output_names)
+    return Compiled(graph, kg, costs, placement, program, files, output_names, defects)
+
+
+@dataclass(frozen=True)
+class DefectPlacement:
+    """The defect map placed around: the logical fabric over the physical one, and what it cost."""
+
+    defects: DefectMap
+    remap: Remap
+    report: dict
 
 
 def _edges(kg: KernelGraph, output_names: list[str]) -> list[tuple[Endpoint, Endpoint, int]]:
@@ -126,13 +158,16 @@ def placement_json(c: Compiled, target: Target) -> dict:
         "target": {"name": target.name, "fabric_dims": list(target.fabric),
                    "sram_bytes_per_pe": target.sram_bytes_per_pe,
                    "reserved_bytes_per_pe": target.reserved_bytes_per_pe},
-        "wafers": c.placement.wafers, "defects": [], "remap": None, "regions": regions,
+        "wafers": c.placement.wafers,
+        "defects": c.defects.defects.to_json() if c.defects else [],
+        "remap": c.defects.remap.to_json() if c.defects else None,
+        "regions": regions,
         "routes": [{"name": rt.name, "color": rt.color, "src": str(rt.src), "dst": str(rt.dst),
                     "hops": rt.hops} for rt in c.placement.routes],
     }
 
 
-def report_json(c: Compiled, target: Target) -> dict:
+def report_json(c: Compiled, target: Target, size_only: bool = False, seconds: dict | None = None) -> dict:
     """The compile report: the estimate comes from the same cycle rules the simulator counts with."""
     placement = placement_json(c, target)
     stages = {r["kernel"]: r["cycles_per_token"] for r in placement["regions"]}
@@ -144,7 +179,8 @@ def report_json(c: Compiled, target: Target) -> dict:
     bottleneck = max(stages, key=lambda k: stages[k])
     tokens = tokens_per_pass(c.graph)
     passes_per_s = target.clock_hz / stages[bottleneck]
-    return {
+    report = {
+        "size_only": size_only,
         "kernels": len(stages), "ops": len(c.graph.ops),
         "pes_used": sum(r["w"] * r["h"] for r in placement["regions"]),
         "pes_total": target.fabric_width * target.fabric_height,
@@ -156,6 +192,11 @@ def report_json(c: Compiled, target: Target) -> dict:
         "tokens_per_pass": tokens, "passes_per_second": passes_per_s,
         "tokens_per_second": passes_per_s * tokens,
     }
+    if c.defects is not None:
+        report["defects"] = c.defects.report
+    if seconds is not None:
+        report["compile_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+    return report
 
 
 def ir_text(c: Compiled) -> str:

@@ -47,6 +47,12 @@ class DefectMap:
     wafers: int
     defects: frozenset[Defect] = frozenset()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "physical", tuple(self.physical))  # a list from JSON or a CLI
+        if self.wafers < 1 or len(self.physical) != 2 or min(self.physical) < 1:
+            raise DefectError(f"a defect map needs at least one wafer of positive dimensions, "
+                              f"got {self.wafers} wafer(s) of {self.physical}")
+
     @classmethod
     def from_file(cls, path: str | Path, physical: tuple[int, int], wafers: int) -> "DefectMap":
         """Read one `wafer x y` per line; blank lines and `#` comments are allowed."""
@@ -71,6 +77,8 @@ class DefectMap:
         """Each PE defective with probability `rate`, independently; the same seed, the same map."""
         if not 0.0 <= rate <= 1.0:  # also rejects NaN
             raise DefectError(f"defect rate must be between 0 and 1, got {rate}")
+        if seed < 0:
+            raise DefectError(f"defect seed must not be negative, got {seed}")
         rng = np.random.default_rng(seed)
         width, height = physical
         found: list[Defect] = []
@@ -78,6 +86,19 @@ class DefectMap:
             ys, xs = np.nonzero(rng.random((height, width)) < rate)
             found.extend(zip(itertools.repeat(wafer), xs.tolist(), ys.tolist()))
         return cls(physical, wafers, frozenset(found))
+
+    @classmethod
+    def from_json(cls, triples: list, physical: tuple[int, int], wafers: int) -> "DefectMap":
+        """The inverse of `to_json`, checked (placement.json may have been edited by hand)."""
+        try:
+            found = frozenset((int(w), int(x), int(y)) for w, x, y in triples)
+        except (TypeError, ValueError) as e:
+            raise DefectError(f"malformed defect list: {e}") from None
+        limits = (wafers, *physical)
+        bad = next((d for d in sorted(found) if not all(0 <= v < n for v, n in zip(d, limits))), None)
+        if bad is not None:
+            raise DefectError(f"defect {list(bad)} lies outside {wafers} wafer(s) of {tuple(physical)}")
+        return cls(physical, wafers, found)
 
     def coords(self) -> np.ndarray:
         """The defects as a read-only (n, 3) int array of (wafer, x, y) rows, in no set order."""
@@ -88,8 +109,11 @@ class DefectMap:
         # Converting 100k tuples costs tens of milliseconds; a frozen map needs it only once.
         flat = np.fromiter(itertools.chain.from_iterable(self.defects), dtype=np.int64,
                            count=3 * len(self.defects))
-        flat.setflags(write=False)
-        return flat.reshape(-1, 3)
+        coords = flat.reshape(-1, 3)
+        if np.any(coords < 0) or np.any(coords >= (self.wafers, *self.physical)):
+            raise ValueError("a defect lies outside the wafers of its map")
+        coords.setflags(write=False)
+        return coords
 
     def mask(self) -> np.ndarray:
         """A (wafers, height, width) bool array, True at each defective PE."""
@@ -189,6 +213,7 @@ class Remap:
 
     @property
     def capacity_lost(self) -> CapacityLoss:
+        """Physical PEs (defective ones included) against the logical PEs, over all wafers."""
         return CapacityLoss(self.wafers * math.prod(self.physical),
                             self.wafers * math.prod(self.logical_dims))
 
@@ -250,8 +275,8 @@ def _choose_spares(counts: np.ndarray, width: int) -> tuple[int, int]:
 
 
 def _worst_rows(row_counts: np.ndarray, n: int) -> np.ndarray:
-    """The n rows with the most defects, ascending; ties retire the lower rows (a row at the
-    bottom edge lies across fewer routes)."""
+    """The n rows with the most defects, ascending. Ties retire the rows nearest the bottom: a
+    retired row adds a hop to every route crossing it, and no route crosses the last row."""
     rows = np.arange(len(row_counts))
     order = np.lexsort((-rows, -row_counts))  # most defects first, then the highest index
     return np.sort(order[:n])
@@ -265,6 +290,8 @@ def _build_remap(defects: DefectMap, spare: int, retired: list[np.ndarray]) -> R
     cols = tuple(_column_table(coords[coords[:, 0] == w, 1:], kept[w], height, width - spare)
                  for w in range(defects.wafers))
     rows = tuple(k.astype(np.int32) for k in kept)
+    for table in (*cols, *rows):
+        table.setflags(write=False)  # the remap is frozen; so are its tables
     return Remap((width, height), spare, tuple(tuple(r.tolist()) for r in retired), rows, cols)
 
 

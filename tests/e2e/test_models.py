@@ -56,3 +56,16 @@ def test_llama_attention_is_causal_and_gqa_without_copies(tmp_path):
     assert "expand(" not in ir_text.split("sdpa(")[0].splitlines()[-1]
     sdpa_lines = [line for line in ir_text.splitlines() if "= sdpa(" in line]
     assert sdpa_lines and all("bool[" not in line for line in sdpa_lines)
+
+
+@pytest.mark.parametrize("rate", [0.02, 0.05])
+def test_defective_wafer_changes_placement_not_answers(rate):
+    model, inputs = load_example("llama_tiny")
+    cm = compiler.compile(model, inputs, target="toy", defect_rate=rate, seed=3)
+    placement = json.loads(cm.artifact.files["placement.json"])
+    report = json.loads(cm.artifact.files["report.json"])
+    assert placement["defects"] and placement["remap"]["spare_cols"] >= 1
+    logical = placement["remap"]["logical_dims"]
+    assert all(r["x"] + r["w"] <= logical[0] and r["y"] + r["h"] <= logical[1] for r in placement["regions"])
+    assert report["defects"]["capacity_lost_pes"] > 0
+    assert max_error(cm(*inputs), model(*inputs)) <= 1e-4
