@@ -37,7 +37,7 @@ DEFAULT_MAX_CONTEXT = 8192
 
 def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric_dims=None,
             wafers=None, max_context=None, batch=1, layout="throughput", defects=None, defect_rate=0.0,
-            seed=0, time_limit=10.0, progress=None, timings=False) -> "CompiledModel":
+            weight_dtype=None, seed=0, time_limit=10.0, progress=None, timings=False) -> "CompiledModel":
     """Compile an nn.Module (with example inputs), a saved torch.export `.pt2` file, or
     `"hf:PRESET"` / `"hf:PATH"` (a Hugging Face architecture from its config.json, size-only).
 
@@ -49,6 +49,9 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
     """
     from compiler import frontend  # torch is imported only when compiling
 
+    if weight_dtype is not None:
+        raise CompilerError(f"weight quantisation to {weight_dtype} is not implemented yet",
+                            hint="compile with the model's own weight dtype (omit --weight-dtype)")
     tgt = resolve_target(target, fabric_dims)
     opts = CompileOptions(tgt, seed=seed, time_limit_s=time_limit, wafers=wafers, layout=layout,
                           defects=_defect_map(defects, defect_rate, seed, tgt, wafers or 1),

@@ -34,6 +34,8 @@ REPORT_BUG = ("this is a bug in waferc: please report it with the command you ra
 # `%name : type = op(...)`, one line per op in the printed IR.
 _IR_OP_LINE = re.compile(r"^\s*%[\w.]+\s*:\s*[^=]+?=\s*([A-Za-z_][\w.]*)\s*\(")
 _PREVIEW_VALUES = 6
+WEIGHT_DTYPES = ("fp16", "bf16", "fp8", "int8")
+LAYOUTS = ("throughput", "latency")  # the first is the default
 
 
 def _api() -> ModuleType:
@@ -74,6 +76,22 @@ class FabricDims(click.ParamType):
         return int(match[1]), int(match[2])
 
 
+class WaferCount(click.ParamType):
+    """`auto` (None: as few wafers as the model fits on) or a positive number of wafers."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx) -> int | None:
+        if value is None:
+            return None
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
+            self.fail(f"expected a positive number of wafers or 'auto', got '{value}'", param, ctx)
+        return int(text)
+
+
 @click.group(cls=_WafercGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show the traceback of internal errors (for waferc developers).")
 @click.version_option(tool_versions().get("waferc", "unknown"), prog_name="waferc")
@@ -102,12 +120,30 @@ def main(debug: bool) -> None:
               help="Built-in target (toy, wse2, wse3) or a target TOML file.")
 @click.option("--fabric-dims", type=FabricDims(), default=None,
               help="Use a W,H fabric of PEs instead of the target's own size.")
+@click.option("--wafers", type=WaferCount(), default="auto", show_default=True, metavar="N|auto",
+              help="Wafers to spread the model over; auto uses as few as it fits on.")
+@click.option("--max-context", type=click.IntRange(min=1), default=None, metavar="T",
+              help="Tokens of context to reserve KV-cache space for (default: the compiler decides).")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, metavar="B",
+              help="Sequences per pass (also the batch of an hf: model's example inputs).")
+@click.option("--weight-dtype", type=click.Choice(WEIGHT_DTYPES), default=None,
+              help="Store weights in this type (default: the model's own).")
+@click.option("--layout", type=click.Choice(LAYOUTS), default=LAYOUTS[0], show_default=True,
+              help="Optimise the placement for tokens/s (throughput) or for time per token (latency).")
+@click.option("--defects", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Defective PEs to place around.")
+@click.option("--defect-rate", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0,
+              show_default=True, metavar="R", help="Fraction of PEs to mark defective at random (from --seed).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Placement solver seed; the same seed gives a byte-identical artifact.")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, metavar="S", help="Seconds the placement solver may search.")
+@click.option("--timings", is_flag=True,
+              help="Record seconds per compile phase in report.json (the artifact then differs between runs).")
 def compile_command(model: str, out: Path, target: str, fabric_dims: tuple[int, int] | None,
-                    seed: int, time_limit: float) -> None:
+                    wafers: int | None, max_context: int | None, batch: int, weight_dtype: str | None,
+                    layout: str, defects: Path | None, defect_rate: float, seed: int, time_limit: float,
+                    timings: bool) -> None:
     """Compile MODEL into the artifact directory OUT.
 
     \b
@@ -116,11 +152,16 @@ def compile_command(model: str, out: Path, target: str, fabric_dims: tuple[int, 
                      `example_inputs` tuple and optional `example_kwargs` dict)
                      or a function returning (module, example_inputs[, example_kwargs])
       FILE.pt2       a program saved with torch.export.save
+      hf:PRESET      a bundled Hugging Face config, e.g. hf:llama-3.1-8b
+      hf:DIR         a local directory holding a Hugging Face config.json
+    hf: models are compiled size-only (shapes, no weights) for one decode
+    step of --batch sequences; the artifact can be inspected, not run.
 
     \b
     Examples:
       waferc compile examples/mlp.py:model -o out/mlp
       waferc compile model.pt2 -o out/big --target wse3 --fabric-dims 256,256 --time-limit 60
+      waferc compile hf:llama-3.1-70b -o out/llama70b --target wse3 --wafers auto --max-context 8192
     """
     # Fail in milliseconds on a bad target or OUT, not after tracing the model.
     check_destination(out)
@@ -129,10 +170,12 @@ def compile_command(model: str, out: Path, target: str, fabric_dims: tuple[int, 
         show_phase(f"loading {model}")
         from compiler.modelspec import resolve_model  # imports torch
 
-        spec = resolve_model(model)
+        spec = resolve_model(model, batch=batch)
         compiled = _api().compile(spec.model, spec.args, spec.kwargs, target=target,
-                                  fabric_dims=fabric_dims, seed=seed, time_limit=time_limit,
-                                  progress=show_phase)
+                                  fabric_dims=fabric_dims, wafers=wafers, max_context=max_context,
+                                  batch=batch, weight_dtype=weight_dtype, layout=layout, defects=defects,
+                                  defect_rate=defect_rate, seed=seed, time_limit=time_limit,
+                                  timings=timings, progress=show_phase)
         show_phase(f"writing {out}")
         compiled.save(out)
     _print_compile_summary(compiled.artifact, out, target)
@@ -166,14 +209,43 @@ def _print_compile_summary(artifact: Artifact, out: Path, target: str) -> None:
     kernels = report.get("kernels")
     rows = [
         ("kernels", _number(len(kernels) if isinstance(kernels, (list, dict)) else kernels)),
+        *_wafer_rows(report),
         ("PEs used", _number(report.get("pes_used"))),
         ("bottleneck", f"{report.get('bottleneck_kernel', '?')} "
-                       f"({_number(report.get('bottleneck_cycles'))} cycles/pass)"),
+                       f"({_number(report.get('bottleneck_cycles'))} cycles/pass{_ideal_ratio(report)})"),
         ("predicted", f"{_number(report.get('passes_per_second'))} passes/s"),
+        *_hop_rows(report),
     ]
     click.echo(f"wrote {out} (target {target})")
     for label, value in rows:
         click.echo(f"  {label:<11} {value}")
+    if report.get("size_only"):
+        click.echo(f"  size-only: the artifact holds no weights and cannot be run; "
+                   f"`waferc inspect {out}` shows its placement")
+
+
+def _wafer_rows(report: dict) -> list[tuple[str, str]]:
+    """`wafers  3 used (lower bound 2)`, from whichever of the two numbers the report has."""
+    parts = []
+    if "wafers_used" in report:
+        parts.append(f"{_number(report['wafers_used'])} used")
+    if "wafers_lower_bound" in report:
+        bound = _number(report["wafers_lower_bound"])
+        parts.append(f"(lower bound {bound})" if parts else f"lower bound {bound}")
+    return [("wafers", " ".join(parts))] if parts else []
+
+
+def _hop_rows(report: dict) -> list[tuple[str, str]]:
+    if "hop_distance_total" not in report:
+        return []
+    return [("route hops", f"{_number(report['hop_distance_total'])} in total")]
+
+
+def _ideal_ratio(report: dict) -> str:
+    ratio = report.get("bottleneck_ratio_to_ideal")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        return ""
+    return f", {ratio:.2f}x the ideal"
 
 
 # ---------------------------------------------------------------- waferc run
@@ -255,7 +327,8 @@ def inspect_command(out: Path) -> None:
     console.print(f"{escape(str(out))}: built by waferc {_built_by(out)}", highlight=False, soft_wrap=True)
     console.print(_histogram_table(ops))
     regions = _json_file(artifact, "placement.json", out).get("regions", [])
-    console.print(_regions_table(regions))
+    for table in regions_tables(regions):
+        console.print(table)
 
 
 def op_histogram(ir_text: str) -> Counter[str]:
@@ -283,13 +356,31 @@ _REGION_COLUMNS = {"kernel": "kernel", "layer": "layer", "wafer": "wafer", "x": 
                    "h": "h", "sram_bytes": "SRAM bytes", "cycles_per_token": "cycles/token"}
 
 
-def _regions_table(regions: list[dict]) -> Table:
-    table = Table(title=f"placement: {len(regions)} kernels", box=box.SIMPLE_HEAD, pad_edge=False)
-    for key, heading in _REGION_COLUMNS.items():
-        numeric = key not in ("kernel", "layer")
-        table.add_column(heading, justify="right" if numeric else "left", no_wrap=numeric or key == "kernel")
+def regions_tables(regions: list[dict]) -> list[Table]:
+    """One table of all regions on a single wafer; one table per wafer (in the order the regions
+    first name them, which is pipeline order) when the placement spans several."""
+    by_wafer: dict[object, list[dict]] = {}
     for region in regions:
-        table.add_row(*(_cell(region.get(key)) for key in _REGION_COLUMNS))
+        by_wafer.setdefault(region.get("wafer", 0), []).append(region)
+    if len(by_wafer) <= 1:
+        return [_regions_table(regions, f"placement: {len(regions)} kernels", list(_REGION_COLUMNS))]
+    per_wafer_columns = [key for key in _REGION_COLUMNS if key != "wafer"]  # the title says which
+    return [_regions_table(group, f"placement, wafer {wafer}: {len(group)} of {len(regions)} kernels",
+                           per_wafer_columns)
+            for wafer, group in by_wafer.items()]
+
+
+def _regions_table(regions: list[dict], title: str, columns: list[str]) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for key in columns:
+        heading = _REGION_COLUMNS[key]
+        if key == "kernel":  # long names fold onto a second line rather than squeeze the numbers out
+            table.add_column(heading, overflow="fold")
+        else:
+            table.add_column(heading, justify="left" if key == "layer" else "right", no_wrap=True,
+                             min_width=len(heading))
+    for region in regions:
+        table.add_row(*(_cell(region.get(key)) for key in columns))
     return table
 
 

@@ -7,9 +7,14 @@ Accepted forms:
   returning `(module, example_inputs)` or `(module, example_inputs, example_kwargs)`. A callable that
   returns just a module (an `nn.Module` class, say) also takes the file's `example_inputs`.
 - `FILE.pt2` — a saved `torch.export` program; the path is passed on to `compiler.api.compile`.
+- `hf:NAME_OR_PATH` — a Hugging Face causal LM built by `compiler.hf` from a bundled preset's
+  config.json (`hf:llama-3.1-8b`) or a local directory holding one, on the meta device: a size-only
+  compile, even when the directory also holds weights. Its example inputs are `batch` x `seq` token
+  ids (one decode step by default).
 
-Ensures: every way the spec can be wrong raises a `ModelSpecError` (a `CompilerError`) whose message
-is one line and, when the user's code raised, names the user's file:line.
+Ensures: every way the spec can be wrong raises a `ModelSpecError` (for `hf:` specs, the
+`compiler.hf.HFModelError`; both `CompilerError`s) whose message is one line and, when the user's code
+raised, names the user's file:line (for `hf:`, the config file).
 """
 from __future__ import annotations
 
@@ -26,9 +31,11 @@ from typing import Any
 
 from torch import nn
 
+from compiler import hf
 from ir.errors import CompilerError
 
-SPEC_FORMS = "MODEL must be FILE.py:NAME or FILE.pt2"
+SPEC_FORMS = "MODEL must be FILE.py:NAME, FILE.pt2 or hf:NAME_OR_PATH"
+HF_PREFIX = "hf:"
 
 
 class ModelSpecError(CompilerError):
@@ -45,8 +52,11 @@ class ModelSpec:
     name: str = ""
 
 
-def resolve_model(spec: str) -> ModelSpec:
-    """Parse and load `FILE.py:NAME` or `FILE.pt2`."""
+def resolve_model(spec: str, *, batch: int = 1, seq: int = 1) -> ModelSpec:
+    """Parse and load `FILE.py:NAME`, `FILE.pt2` or `hf:NAME_OR_PATH` (`batch` and `seq` shape the
+    example inputs of `hf:` models only: the other forms bring their own)."""
+    if spec.startswith(HF_PREFIX):
+        return _resolve_hf(spec.removeprefix(HF_PREFIX), batch, seq)
     if spec.endswith(".pt2"):
         return _resolve_pt2(Path(spec))
     file_part, sep, name = spec.rpartition(":")
@@ -62,6 +72,13 @@ def resolve_model(spec: str) -> ModelSpec:
 def _resolve_pt2(path: Path) -> ModelSpec:
     _require_file(path)
     return ModelSpec(model=str(path), name=path.stem)
+
+
+def _resolve_hf(name_or_path: str, batch: int, seq: int) -> ModelSpec:
+    source = hf.locate_config(name_or_path)
+    # Meta device: the configs give shapes only, and real weights arrive with HF weight porting.
+    model, args, kwargs = hf.build_hf_model(source.config_file.parent, device="meta", batch=batch, seq=seq)
+    return ModelSpec(model=model, args=args, kwargs=kwargs, name=source.name)
 
 
 def _require_file(path: Path) -> None:

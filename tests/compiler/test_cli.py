@@ -52,13 +52,17 @@ REGIONS = [
 ]
 REPORT = {"kernels": ["fc0", "fc1"], "pes_used": 10, "bottleneck_kernel": "fc0",
           "bottleneck_cycles": 120, "passes_per_second": 9166666.7}
+WAFER_SCALE_REPORT = {**REPORT, "wafers_used": 3, "wafers_lower_bound": 2, "bottleneck_ratio_to_ideal": 1.254,
+                      "hop_distance_total": 12345, "size_only": True}
+WAFER_SCALE_OPTIONS = ("wafers", "max_context", "batch", "weight_dtype", "layout", "defects", "defect_rate",
+                       "timings")
 
 
-def fake_artifact() -> Artifact:
+def fake_artifact(report: dict = REPORT, regions: list[dict] = REGIONS) -> Artifact:
     return Artifact({
         "model.ir": IR_TEXT.encode(),
-        "placement.json": json.dumps({"regions": REGIONS}).encode(),
-        "report.json": json.dumps(REPORT).encode(),
+        "placement.json": json.dumps({"regions": regions}).encode(),
+        "report.json": json.dumps(report).encode(),
     })
 
 
@@ -92,16 +96,17 @@ class FakeApi(types.ModuleType):
         super().__init__("compiler.api")
         self.compile_calls: list[dict] = []
         self.compile_error: Exception | None = None
+        self.report = REPORT
         self.size_only = False
         self.loaded: list[FakeCompiled] = []
 
     def compile(self, model, example_args=(), example_kwargs=None, **options):
-        self.compile_calls.append({"model": model, "args": example_args, **options})
+        self.compile_calls.append({"model": model, "args": example_args, "kwargs": example_kwargs, **options})
         for phase in ("export", "place"):
             options["progress"](phase)
         if self.compile_error:
             raise self.compile_error
-        return FakeCompiled(fake_artifact())
+        return FakeCompiled(fake_artifact(self.report))
 
     def load(self, path):
         compiled = FakeCompiled(Artifact.read(path), self.size_only)
@@ -152,7 +157,10 @@ def assert_clean_failure(result, exit_code: int = 1) -> str:
 
 @pytest.mark.parametrize("command, expected", [
     ([], ["compile", "run", "inspect", "--debug"]),
-    (["compile"], ["FILE.py:NAME", "FILE.pt2", "--target", "--fabric-dims", "--seed", "--time-limit"]),
+    (["compile"], ["FILE.py:NAME", "FILE.pt2", "hf:PRESET", "hf:DIR", "--target", "--fabric-dims", "--seed",
+                   "--time-limit", "--wafers", "N|auto", "--max-context", "--batch", "--weight-dtype",
+                   "fp16|bf16|fp8|int8", "--layout", "throughput|latency", "--defects", "--defect-rate",
+                   "--timings"]),
     (["run"], ["--inputs", "FILE.safetensors|FILE.npz"]),
     (["inspect"], ["OUT"]),
 ])
@@ -185,6 +193,42 @@ def test_compile_defaults(fake_api, model_file, tmp_path):
     assert waferc("compile", f"{model_file}:model", "-o", tmp_path / "out").exit_code == 0
     call = fake_api.compile_calls[0]
     assert (call["target"], call["fabric_dims"], call["seed"], call["time_limit"]) == ("toy", None, 0, 10.0)
+    assert {key: call[key] for key in WAFER_SCALE_OPTIONS} == {
+        "wafers": None, "max_context": None, "batch": 1, "weight_dtype": None, "layout": "throughput",
+        "defects": None, "defect_rate": 0.0, "timings": False}
+
+
+def test_wafer_scale_options_reach_compile(fake_api, model_file, tmp_path):
+    defects = tmp_path / "defects.json"
+    defects.write_text("[]")
+    result = waferc("compile", f"{model_file}:model", "-o", tmp_path / "out", "--wafers", "3",
+                    "--max-context", "8192", "--batch", "4", "--weight-dtype", "fp8", "--layout", "latency",
+                    "--defects", defects, "--defect-rate", "0.01", "--timings")
+    assert result.exit_code == 0, result.output
+    call = fake_api.compile_calls[0]
+    assert {key: call[key] for key in WAFER_SCALE_OPTIONS} == {
+        "wafers": 3, "max_context": 8192, "batch": 4, "weight_dtype": "fp8", "layout": "latency",
+        "defects": defects, "defect_rate": 0.01, "timings": True}
+    assert call["args"][0].shape == (1, 8)  # a FILE.py model keeps its own example inputs
+
+
+@pytest.mark.parametrize("value", ["auto", "AUTO"])
+def test_wafers_auto_is_none(fake_api, model_file, tmp_path, value):
+    assert waferc("compile", f"{model_file}:model", "-o", tmp_path / "out", "--wafers", value).exit_code == 0
+    assert fake_api.compile_calls[0]["wafers"] is None
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--wafers", "0"), ("--wafers", "-2"), ("--wafers", "two"), ("--wafers", "1.5"),
+    ("--batch", "0"), ("--batch", "-1"), ("--max-context", "0"),
+    ("--defect-rate", "1"), ("--defect-rate", "-0.1"), ("--defect-rate", "lots"),
+    ("--weight-dtype", "fp4"), ("--layout", "fast"), ("--defects", "no-such-file.json"),
+])
+def test_bad_option_values_are_usage_errors(fake_api, model_file, tmp_path, option, value):
+    result = waferc("compile", f"{model_file}:model", "-o", tmp_path / "out", option, value)
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.stderr, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+    assert fake_api.compile_calls == []
 
 
 @pytest.mark.parametrize("dims", ["64", "64,", "a,b", "0,4", "4,-1", "1,2,3"])
@@ -197,7 +241,7 @@ def test_malformed_fabric_dims_is_a_usage_error(any_api, model_file, tmp_path, d
 @pytest.mark.parametrize("spec, message", [
     ("{dir}/absent.py:model", "error: model file '{dir}/absent.py' does not exist"),
     ("{dir}/absent.pt2", "error: model file '{dir}/absent.pt2' does not exist"),
-    ("{dir}/mlp.py", "error: MODEL must be FILE.py:NAME or FILE.pt2"),
+    ("{dir}/mlp.py", "error: MODEL must be FILE.py:NAME, FILE.pt2 or hf:NAME_OR_PATH"),
     ("{dir}/mlp.py:nothing", "error: '{dir}/mlp.py' defines no 'nothing'; it defines: MLP, model"),
 ])
 def test_bad_model_spec(any_api, model_file, tmp_path, spec, message):
@@ -243,6 +287,77 @@ def test_debug_reraises_unexpected_exceptions(fake_api, model_file, tmp_path):
     fake_api.compile_error = KeyError("oops")
     result = waferc("--debug", "compile", f"{model_file}:model", "-o", tmp_path / "out")
     assert isinstance(result.exception, KeyError)
+
+
+def test_summary_of_a_wafer_scale_compile(fake_api, model_file, tmp_path):
+    fake_api.report = WAFER_SCALE_REPORT
+    out = tmp_path / "out"
+    result = waferc("compile", f"{model_file}:model", "-o", out)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "  wafers      3 used (lower bound 2)" in lines
+    assert "  bottleneck  fc0 (120 cycles/pass, 1.25x the ideal)" in lines
+    assert "  route hops  12,345 in total" in lines
+    assert lines[-1] == f"  size-only: the artifact holds no weights and cannot be run; `waferc inspect {out}` shows its placement"
+
+
+def test_summary_prints_only_what_the_report_has(fake_api, model_file, tmp_path):
+    fake_api.report = {**REPORT, "wafers_lower_bound": 1, "size_only": False}
+    result = waferc("compile", f"{model_file}:model", "-o", tmp_path / "out")
+    assert "  wafers      lower bound 1" in result.stdout.splitlines()
+    for absent in ("used (", "the ideal", "route hops", "size-only"):
+        assert absent not in result.stdout
+
+
+# ---------------------------------------------------------------- compile hf:
+
+
+@pytest.fixture
+def tiny_llama_dir(tmp_path) -> Path:
+    directory = tmp_path / "tiny-llama"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(dict(
+        architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=64, hidden_size=32,
+        intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)))
+    return directory
+
+
+def test_compile_hf_preset_passes_a_meta_model_with_the_batch(fake_api, tmp_path):
+    pytest.importorskip("transformers")
+    result = waferc("compile", "hf:llama-3.1-8b", "-o", tmp_path / "out", "--batch", "4", "--wafers", "auto")
+    assert result.exit_code == 0, result.output
+    call = fake_api.compile_calls[0]
+    assert type(call["model"]).__name__ == "LlamaForCausalLM"
+    assert call["args"][0].shape == (4, 1) and call["args"][0].device.type == "meta"
+    assert call["kwargs"] == {"use_cache": False} and call["batch"] == 4
+    assert "waferc: loading hf:llama-3.1-8b..." in result.stderr
+    assert "deprecated" not in result.stderr  # transformers' chatter about published configs is muted
+
+
+def test_compile_hf_directory(fake_api, tiny_llama_dir, tmp_path):
+    pytest.importorskip("transformers")
+    result = waferc("compile", f"hf:{tiny_llama_dir}", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert fake_api.compile_calls[0]["args"][0].shape == (1, 1)
+
+
+def test_compile_hf_unsupported_architecture(any_api, tmp_path):
+    pytest.importorskip("transformers")
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["FooForBar"], "model_type": "foo"}))
+    out = tmp_path / "out"
+    result = waferc("compile", f"hf:{tmp_path}", "-o", out)
+    message = assert_clean_failure(result)
+    assert message == (f"{tmp_path / 'config.json'}:1:20: error: unsupported architecture 'FooForBar': "
+                       "transformers has no model class of that name")
+    assert len([line for line in result.stderr.splitlines() if not line.startswith("waferc: ")]) == 1
+    assert not out.exists()
+
+
+def test_compile_hf_hub_id(any_api, tmp_path):
+    result = waferc("compile", "hf:meta-llama/Llama-3.1-8B", "-o", tmp_path / "out")
+    message = assert_clean_failure(result)
+    assert "no access to the Hugging Face hub" in message and "hf:DIR" in message
+    assert "llama-3.1-8b" in message and not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- run
@@ -311,6 +426,19 @@ def test_inspect_shows_ops_and_regions(artifact_dir):
     assert "IR: 3 ops" in text and "placement: 2 kernels" in text
     for cell in ("linear", "relu", "fc0", "fc1", "4,096", "120"):
         assert cell in text
+
+
+def test_inspect_groups_regions_by_wafer(tmp_path):
+    regions = [dict(REGIONS[0], wafer=0), dict(REGIONS[1], wafer=1, kernel="fc1"),
+               dict(REGIONS[1], wafer=1, kernel="head")]
+    out = tmp_path / "out"
+    fake_artifact(regions=regions).write(out)
+    result = waferc("inspect", out)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "placement, wafer 0: 1 of 3 kernels" in text and "placement, wafer 1: 2 of 3 kernels" in text
+    assert text.index("fc0") < text.index("placement, wafer 1") < text.index("head")
+    assert "placement: 3 kernels" not in text
 
 
 def test_inspect_rejects_a_partial_artifact(artifact_dir):

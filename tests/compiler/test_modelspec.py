@@ -1,6 +1,7 @@
 """MODEL specs: FILE.py:NAME (module or factory) and FILE.pt2, and every way they can be wrong."""
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 
@@ -96,7 +97,7 @@ def test_pt2_is_passed_on_as_a_path(tmp_path):
 
 @pytest.mark.parametrize("spec", ["net.py", "net", ":model", "net.py:"])
 def test_malformed_spec(spec):
-    assert "MODEL must be FILE.py:NAME or FILE.pt2" in one_line_error(spec)
+    assert "MODEL must be FILE.py:NAME, FILE.pt2 or hf:NAME_OR_PATH" in one_line_error(spec)
 
 
 def test_missing_file(tmp_path):
@@ -160,3 +161,49 @@ def test_missing_dependency_is_reported_not_raised(tmp_path):
     path = write(tmp_path, "import no_such_package_waferc\n")
     message = one_line_error(f"{path}:model")
     assert "ModuleNotFoundError" in message and f"{path}:1" in message
+
+
+# ---------------------------------------------------------------- hf: (size-only, on the meta device)
+
+TINY_LLAMA = dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=64, hidden_size=32,
+                  intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=32, torch_dtype="float32")
+
+
+def hf_error(spec: str) -> str:
+    with pytest.raises(CompilerError) as info:
+        resolve_model(spec)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_hf_preset_is_a_meta_model_with_decode_step_inputs():
+    pytest.importorskip("transformers")
+    spec = resolve_model("hf:llama-3.1-8b", batch=2)
+    assert type(spec.model).__name__ == "LlamaForCausalLM" and spec.name == "llama-3.1-8b"
+    assert {p.device.type for p in spec.model.parameters()} == {"meta"}
+    assert len(spec.args) == 1 and spec.args[0].shape == (2, 1) and spec.args[0].device.type == "meta"
+    assert spec.kwargs == {"use_cache": False}
+
+
+def test_hf_directory_stays_on_meta_even_with_weights_beside_it(tmp_path):
+    pytest.importorskip("transformers")
+    directory = tmp_path / "tiny-llama"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(TINY_LLAMA))
+    (directory / "model.safetensors").write_bytes(b"not read yet")
+    spec = resolve_model(f"hf:{directory}", seq=4)
+    assert spec.name == "tiny-llama" and spec.args[0].shape == (1, 4)
+    assert {p.device.type for p in spec.model.parameters()} == {"meta"}
+
+
+def test_hf_unsupported_architecture(tmp_path):
+    pytest.importorskip("transformers")
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["FooForBar"], "model_type": "foo"}))
+    message = hf_error(f"hf:{tmp_path}")
+    assert "'FooForBar'" in message and str(tmp_path / "config.json") in message
+
+
+def test_hf_hub_id_and_empty_name():
+    assert "no access to the Hugging Face hub" in hf_error("hf:meta-llama/Llama-3.1-8B")
+    assert "hf: needs a preset name or a directory" in hf_error("hf:")
