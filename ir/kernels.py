@@ -59,6 +59,16 @@ class Placement:
     wafers: int
     regions: list[Region]  # one per kernel, in execution order
     routes: list[Route] = field(default_factory=list)
+    # Quality figures from the wafer-scale placer (passes/wafer_place.py defines them); the
+    # defaults mean "not measured".
+    wafers_lower_bound: int = 1            # wafers memory alone needs
+    ideal_stage_cycles: float = 0.0        # compute-only water-filling bound
+    bottleneck_stage_cycles: float = 0.0   # the slowest kernel, same compute-only model
+    bottleneck_ratio_to_ideal: float = 1.0
+    bottleneck_cycles: int = 0             # the slowest kernel in the real cost model
+    bottleneck_kernel: str = ""
+    hop_distance: int = 0                  # centre-to-centre PEs between consecutive kernels
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def region(self, kernel: str) -> Region:
         return next(r for r in self.regions if r.kernel == kernel)

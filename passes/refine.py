@@ -1,0 +1,297 @@
+"""CP-SAT refinement of one band: the kernels of a layer rearranged inside the layer's box.
+
+requires: a band (<= ~16 kernels) with its constructive layout (kernels stacked in a w x h box),
+          a `ShapeSearch` for the kernels' cost curves, and a `Stage` (real and compute-only
+          times) the constructive layout meets.
+ensures:  `BandRefiner.fastest` returns a layout of the band in the same box whose slowest kernel
+          is no slower than the constructive one's; `BandRefiner.shortest` returns one whose
+          slowest kernel is within a given cap and whose chain (top edge, the kernels in order,
+          bottom edge) is no longer than the hint's. Rectangles stay inside the box, disjoint,
+          and every shape fits SRAM (each candidate shape's cost was checked).
+
+Each kernel chooses among candidate shapes -- a few widths (the box's, and fractions of it, so two
+or three kernels can sit side by side) times the heights that meet a ladder of real stage times
+below the constructive one (all within its compute-only time, so that figure never gets worse) --
+and a position; one NoOverlap2D keeps them apart. The two objectives are
+two solves, never a weighted sum: first the slowest kernel, then, with the stage time capped (by
+the caller, at the whole wafer's bottleneck), the chain length. Every solve starts from a hint (the
+constructive layout, or the first solve's answer) and is bounded by deterministic work with one
+worker and a fixed seed, so the same input gives the same layout on any machine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from ortools.sat.python import cp_model
+
+from passes.place import SearchBudget
+from passes.serpentine import (Band, BandLayout, Rect, SerpentineLayout, ShapeSearch, Stage,
+                               band_stage)
+
+# Candidate widths, as fractions of the box width (the complements are added too): a kernel can
+# span the band, or share its rows with one or two others.
+WIDTH_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3)
+# A faster layout replaces the constructive one only if it gains at least this much: the stack is
+# sized to within about this, and a 2-D arrangement usually lengthens the chain.
+MIN_GAIN = 0.01
+# Candidate stage times, as fractions of the constructive stage time.
+STAGE_LADDER = (1.0, 0.98, 0.96, 0.94, 0.91, 0.87)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    w: int
+    h: int
+    cycles: int
+
+
+def candidate_widths(box_w: int) -> list[int]:
+    widths = {max(1, round(box_w * f)) for f in WIDTH_FRACTIONS}
+    widths |= {box_w - w for w in widths if 0 < w < box_w}
+    return sorted(widths, reverse=True)
+
+
+def kernel_candidates(search: ShapeSearch, i: int, box: BandLayout, stage: Stage,
+                      current: Rect) -> list[Candidate]:
+    """Shapes for kernel i inside the box that meet the stage (both times), none beaten by
+    another on width, height and cycles together; the kernel's current shape is always one."""
+    found = {(current.w, current.h)}
+    for w in candidate_widths(box.w):
+        for level in STAGE_LADDER:
+            h = search.min_height(i, w, Stage(stage.real * level, stage.compute), box.h)
+            if h is not None:
+                found.add((w, h))
+    shapes = [Candidate(w, h, search.cycles(i, w, h)) for w, h in found]
+    return [c for c in shapes if (c.w, c.h) == (current.w, current.h) or not _beaten(c, shapes)]
+
+
+def _beaten(c: Candidate, shapes: list[Candidate]) -> bool:
+    return any(o != c and o.w <= c.w and o.h <= c.h and o.cycles <= c.cycles for o in shapes)
+
+
+def anchored_chain2(layout: BandLayout) -> int:
+    """The band's chain, doubled: from the middle of its box's top edge through the kernels'
+    centres to the middle of its bottom edge. At least twice the box height."""
+    points = ([(layout.w, 0)] + [(2 * r.x + r.w, 2 * r.y + r.h) for r in layout.rects]
+              + [(layout.w, 2 * layout.h)])
+    return sum(abs(a[0] - b[0]) + abs(a[1] - b[1]) for a, b in zip(points, points[1:]))
+
+
+class BandRefiner:
+    """One band's refinement: candidate shapes (made when first needed), then a CP-SAT model
+    per objective."""
+
+    def __init__(self, search: ShapeSearch, band: Band, start: BandLayout, stage: Stage):
+        self.search = search
+        self.band = band
+        self.start = start
+        self.limit = stage
+        self.stage = band_stage(search, band, start).real
+
+    @cached_property
+    def candidates(self) -> list[list[Candidate]]:
+        return [kernel_candidates(self.search, i, self.start, self.limit, r)
+                for i, r in zip(self.band.kernels, self.start.rects)]
+
+    @property
+    def stage_floor(self) -> int:
+        """No layout of the band in its box beats this: its slowest kernel's fastest candidate."""
+        return max(min(c.cycles for c in cands) for cands in self.candidates)
+
+    def fastest(self, budget: SearchBudget) -> tuple[BandLayout, int]:
+        """The layout with the slowest kernel as fast as found, and that kernel's cycles; the
+        constructive one unless the solver gains at least MIN_GAIN."""
+        if self.stage <= self.stage_floor:
+            return self.start, self.stage
+        model = _BandModel(self.candidates, self.start.w, self.start.h)
+        model.hint(self._shapes(self.start))
+        found = model.solve(model.stage, budget)
+        if found is None or _stage(found) > self.stage * (1 - MIN_GAIN):
+            return self.start, self.stage
+        return self._layout(found), _stage(found)
+
+    def settled(self, fast: BandLayout, cap: int) -> BandLayout | None:
+        """A layout within `cap` that runs straight down the box (no chain is shorter), if one
+        of `fast` and the constructive layout does; then there is nothing to solve."""
+        for layout in (fast, self.start):
+            straight = anchored_chain2(layout) <= 2 * layout.h
+            if straight and band_stage(self.search, self.band, layout).real <= cap:
+                return layout
+        return None
+
+    def shortest(self, fast: BandLayout, cap: int, budget: SearchBudget) -> BandLayout:
+        """The shortest chain found with every kernel within `cap` cycles, starting from the
+        shorter of `fast` (which must meet the cap) and the constructive layout, if that does."""
+        starts = [layout for layout in (fast, self.start)
+                  if band_stage(self.search, self.band, layout).real <= cap]
+        start = min(starts, key=anchored_chain2)
+        within = [[c for c in cands if c.cycles <= cap] for cands in self.candidates]
+        model = _BandModel(within, self.start.w, self.start.h)
+        model.hint(self._shapes(start))
+        found = model.solve(model.distance, budget)
+        if found is None or anchored_chain2(self._layout(found)) >= anchored_chain2(start):
+            return start
+        return self._layout(found)
+
+    def _shapes(self, layout: BandLayout) -> list[tuple[Candidate, int, int]]:
+        """The layout as (candidate, x, y) per kernel."""
+        out = []
+        for cands, r in zip(self.candidates, layout.rects):
+            cand = next(c for c in cands if (c.w, c.h) == (r.w, r.h))
+            out.append((cand, r.x, r.y))
+        return out
+
+    def _layout(self, shapes: list[tuple[Candidate, int, int]]) -> BandLayout:
+        return BandLayout(self.start.w, self.start.h,
+                          tuple(Rect(x, y, c.w, c.h) for c, x, y in shapes))
+
+
+def _stage(shapes: list[tuple[Candidate, int, int]]) -> int:
+    return max(c.cycles for c, _, _ in shapes)
+
+
+class _BandModel:
+    """Per kernel: one Boolean per candidate (exactly one true), the top-left x and y, and
+    optional intervals per candidate under one NoOverlap2D. The chain runs from the middle of the
+    box's top edge through the kernels' centres to the middle of its bottom edge."""
+
+    def __init__(self, candidates: list[list[Candidate]], box_w: int, box_h: int):
+        self.candidates = candidates
+        self.box = (box_w, box_h)
+        m = self.model = cp_model.CpModel()
+        n = len(candidates)
+        self.x = [m.new_int_var(0, box_w - 1, f"x{i}") for i in range(n)]
+        self.y = [m.new_int_var(0, box_h - 1, f"y{i}") for i in range(n)]
+        self.chosen = []
+        xs, ys = [], []
+        for i in range(n):
+            chosen, xi, yi = self._choose(i)
+            self.chosen.append(chosen)
+            xs += xi
+            ys += yi
+        m.add_no_overlap_2d(xs, ys)
+        self.stage = self._stage()
+        self.distance = self._distance()
+
+    def _choose(self, i: int) -> tuple[list, list, list]:
+        m, (box_w, box_h) = self.model, self.box
+        chosen, xs, ys = [], [], []
+        for k, c in enumerate(self.candidates[i]):
+            b = m.new_bool_var(f"k{i}c{k}")
+            m.add(self.x[i] + c.w <= box_w).only_enforce_if(b)
+            m.add(self.y[i] + c.h <= box_h).only_enforce_if(b)
+            xs.append(m.new_optional_fixed_size_interval_var(self.x[i], c.w, b, f"k{i}c{k}x"))
+            ys.append(m.new_optional_fixed_size_interval_var(self.y[i], c.h, b, f"k{i}c{k}y"))
+            chosen.append(b)
+        m.add_exactly_one(chosen)
+        return chosen, xs, ys
+
+    def _sum(self, i: int, attr: str) -> cp_model.LinearExpr:
+        return sum(getattr(c, attr) * b for c, b in zip(self.candidates[i], self.chosen[i]))
+
+    def _stage(self) -> cp_model.IntVar:
+        # The slowest kernel's fastest candidate bounds the stage from below: a tight domain.
+        floor = max(min(c.cycles for c in cands) for cands in self.candidates)
+        stage = self.model.new_int_var(floor, max(c.cycles for cands in self.candidates
+                                                  for c in cands), "stage")
+        for i in range(len(self.candidates)):
+            self.model.add(stage >= self._sum(i, "cycles"))
+        return stage
+
+    def _distance(self) -> cp_model.IntVar:
+        """Doubled Manhattan distances along the chain, anchors included."""
+        box_w, box_h = self.box
+        n = len(self.candidates)
+        centres = [(2 * self.x[i] + self._sum(i, "w"), 2 * self.y[i] + self._sum(i, "h"))
+                   for i in range(n)]
+        points = [(box_w, 0)] + centres + [(box_w, 2 * box_h)]
+        span = 2 * (box_w + box_h)
+        total = self.model.new_int_var(0, span * (n + 1), "distance")
+        self.model.add(total == sum(self._gap(a, b, span, k)
+                                    for k, (a, b) in enumerate(zip(points, points[1:]))))
+        return total
+
+    def _gap(self, a, b, span: int, k: int) -> cp_model.LinearExpr:
+        gaps = []
+        for axis in (0, 1):
+            gap = self.model.new_int_var(0, span, f"g{k}_{axis}")
+            self.model.add_abs_equality(gap, a[axis] - b[axis])
+            gaps.append(gap)
+        return gaps[0] + gaps[1]
+
+    def hint(self, shapes: list[tuple[Candidate, int, int]]) -> None:
+        self.model.clear_hints()
+        for i, (cand, x, y) in enumerate(shapes):
+            self.model.add_hint(self.x[i], x)
+            self.model.add_hint(self.y[i], y)
+            for c, b in zip(self.candidates[i], self.chosen[i]):
+                self.model.add_hint(b, c == cand)
+
+    def solve(self, objective: cp_model.IntVar,
+              budget: SearchBudget) -> list[tuple[Candidate, int, int]] | None:
+        self.model.minimize(objective)
+        solver = cp_model.CpSolver()
+        solver.parameters.num_workers = 1
+        solver.parameters.random_seed = budget.seed
+        solver.parameters.max_deterministic_time = budget.work
+        solver.parameters.max_time_in_seconds = budget.time_limit_s
+        if solver.solve(self.model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return None
+        return [(self._picked(solver, i), solver.value(self.x[i]), solver.value(self.y[i]))
+                for i in range(len(self.candidates))]
+
+    def _picked(self, solver: cp_model.CpSolver, i: int) -> Candidate:
+        return next(c for c, b in zip(self.candidates[i], self.chosen[i])
+                    if solver.boolean_value(b))
+
+
+# ---------------------------------------------------------------- every band of a placement
+
+
+def refine_layouts(search: ShapeSearch, layouts: list[SerpentineLayout], budget: SearchBudget,
+                   faster: bool = True) -> list[SerpentineLayout]:
+    """Each distinct band of the wafers' layouts (equal box keys: identical layers in equal
+    boxes) refined once and stamped onto every copy. With `faster`, the bands that could lower
+    the bottleneck are first solved for speed (half the budget); then the bands that do not run
+    straight down their box are solved for the shortest chain, every kernel capped at the whole
+    placement's bottleneck."""
+    firsts: dict = {}
+    for layout in layouts:
+        for placed in layout.bands:
+            firsts.setdefault(placed.box_key, placed)
+    stage = Stage(max(layout.stage.real for layout in layouts),
+                  max(layout.stage.compute for layout in layouts))
+    refiners = {key: BandRefiner(search, placed.band, placed.layout, stage)
+                for key, placed in firsts.items()}
+    fastest = {key: (r.start, r.stage) for key, r in refiners.items()}
+    if faster:
+        fastest.update(_faster(refiners, budget.share(0.5)))
+    bottleneck = max(stage for _, stage in fastest.values())
+    done = {key: r.settled(fastest[key][0], bottleneck) for key, r in refiners.items()}
+    left = {key: r for key, r in refiners.items() if done[key] is None}
+    shares = _shares(left, budget.share(0.5 if faster else 1.0))
+    done.update({key: r.shortest(fastest[key][0], bottleneck, shares[key])
+                 for key, r in left.items()})
+    return [layout.with_layouts(done) for layout in layouts]
+
+
+def _faster(refiners: dict, budget: SearchBudget) -> dict:
+    """Solves for speed only the bands that could gain MIN_GAIN without going below what some
+    band cannot beat anyway (its slowest kernel's fastest candidate). Bands are looked at
+    slowest first, and a band faster than that floor cannot raise it, so the rest are skipped
+    without making their candidates."""
+    floor = 0
+    for r in sorted(refiners.values(), key=lambda r: -r.stage):
+        if r.stage < floor:
+            break
+        floor = max(floor, r.stage_floor)
+    slow = {key: r for key, r in refiners.items() if r.stage * (1 - MIN_GAIN) >= floor}
+    shares = _shares(slow, budget)
+    return {key: r.fastest(shares[key]) for key, r in slow.items()}
+
+
+def _shares(refiners: dict, budget: SearchBudget) -> dict:
+    """The budget split between the refiners in proportion to their kernels."""
+    total = sum(len(r.band.kernels) for r in refiners.values()) or 1
+    return {key: budget.share(len(r.band.kernels) / total) for key, r in refiners.items()}

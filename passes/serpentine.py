@@ -1,0 +1,664 @@
+"""Constructive wafer layout: layers as bands, kernels stacked inside them, in a serpentine.
+
+requires: kernels in pipeline order with their `KernelCostModel`s (same order) and one wafer's
+          logical fabric (width, height).
+ensures:  `serpentine_layout` returns a `SerpentineLayout` whose kernel rectangles lie inside the
+          fabric, are pairwise disjoint and each fit SRAM (their cost is not None), or None when
+          the kernels do not fit at any stage time.
+
+The kernels are grouped into *bands*: the kernels before the first layer, one band per decoder
+layer, the kernels after the last. The wafer is cut into `strips` horizontal strips of equal
+height (one strip: full-height columns) and the layer bands fill them in order, left to right
+along the first strip, right to left along the next, and so on (see `Frame`). The bands before
+the first layer and after the last stand as columns at the two ends, spanning as many strips as
+makes them cheapest, so that a big single kernel like the head is not squeezed into one short
+strip. Inside a band every kernel spans the band's width and the kernels stack top to bottom,
+the next band bottom to top, so consecutive kernels touch or nearly so.
+
+Sizes come from a target `Stage`: at a stage each kernel needs the smallest height (at its band's
+width) that meets it, each band the smallest width whose kernels fit the strip's height, and the
+stage is bisected to the smallest one whose bands fit the wafer -- first the real cycles
+(`KernelCostModel.cost`), then, with those held, the compute-only cycles (FLOPs over useful PEs
+and SIMD lanes; see `ComputeDemand`), which spreads whatever area the real bottleneck leaves free
+in proportion to the work. Each strip's unused columns are then shared by its bands and every
+band is re-sized to be as fast as its box allows. Identical layers (equal signatures) in equal
+boxes get equal layouts, up to a vertical flip.
+
+Cost curves come from `KernelCostModel.cost`, a black box that lowers the kernel, so the searches
+keep the number of distinct shapes they ask about small, and `ShapeSearch` shares answers between
+kernels with the same signature.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from passes.cost import KernelCostModel
+
+# Stop bisecting a stage time when the bracket is this tight (relative): finer steps buy little
+# and each costs another round of shape searches.
+STAGE_TOLERANCE = 0.002
+# A band longer than this is cut, to keep its refinement model small.
+MAX_BAND_KERNELS = 16
+# Spacing of the geometric grid of heights a kernel's cycles are first sampled on.
+HEIGHT_GRID_RATIO = 1.25
+
+
+# ---------------------------------------------------------------- stage times
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage-time target: real cycles (the cost model) and compute-only cycles."""
+
+    real: float = math.inf
+    compute: float = math.inf
+
+    def looser_than(self, other: "Stage") -> bool:
+        return self.real >= other.real and self.compute >= other.compute
+
+
+@dataclass(frozen=True)
+class ComputeDemand:
+    """The compute-only model of one kernel: `work` cycles on one PE (FLOPs over the SIMD lanes
+    of its dtype), spread over at most `max_useful` PEs (None: no limit)."""
+
+    work: float
+    min_pes: int
+    max_useful: int | None
+
+    def stage(self, area: int) -> float:
+        useful = area if self.max_useful is None else min(area, self.max_useful)
+        return self.work / useful
+
+    def min_height(self, w: int, stage: float) -> int | None:
+        """The fewest rows at width w that bring the compute-only time within `stage`."""
+        if stage == math.inf or self.work == 0:
+            return 1
+        if self.max_useful is not None and self.work > stage * self.max_useful:
+            return None
+        return max(1, math.ceil(self.work / (stage * w) - 1e-9))
+
+
+def compute_demand(model: KernelCostModel) -> ComputeDemand:
+    outputs = model.kernel.outputs
+    lanes = (model.target.simd_lanes(outputs[0].type.dtype) if outputs
+             else model.target.simd_f16)
+    return ComputeDemand(model.flops / lanes, model.min_pes, model.max_useful_pes)
+
+
+# ---------------------------------------------------------------- shape search
+
+
+class ShapeSearch:
+    """Shape questions about kernels, answered through their cost models and memoised per
+    kernel signature (the identical layers of a model ask each question once).
+
+    Two facts are assumed about a kernel at a fixed width w: fitting SRAM is monotone in the
+    height (more rows, smaller tiles), and cycles fall with the height until a best height and
+    rise after it (compute and reductions shrink, fabric distances grow). The searches always
+    check what they return, so the assumptions only affect how good an answer is, never whether
+    it is valid.
+    """
+
+    def __init__(self, models: list[KernelCostModel], max_height: int):
+        self.models = models
+        self.max_height = max_height
+        self.demands = [compute_demand(m) for m in models]
+        # Signatures are deep tuples, slow to hash: key the memos on a small id per signature.
+        ids: dict = {}
+        self.kind = [ids.setdefault(m.signature, len(ids)) for m in models]
+        self._cycles: dict = {}  # (kind, w, h) -> cycles, or None when the shape overflows SRAM
+        self._fit: dict = {}     # (kind, w) -> smallest height that fits SRAM, or None
+
+    def cycles(self, i: int, w: int, h: int) -> int | None:
+        key = (self.kind[i], w, h)
+        if key not in self._cycles:
+            cost = self.models[i].cost(w, h)
+            self._cycles[key] = None if cost is None else cost.cycles
+        return self._cycles[key]
+
+    def stage(self, i: int, w: int, h: int) -> Stage:
+        return Stage(self.cycles(i, w, h), self.demands[i].stage(w * h))
+
+    def fit_height(self, i: int, w: int) -> int | None:
+        """The smallest height at width w whose shape fits SRAM (None: no height does)."""
+        key = (self.kind[i], w)
+        if key not in self._fit:
+            self._fit[key] = self._search_fit(i, w)
+        return self._fit[key]
+
+    def _search_fit(self, i: int, w: int) -> int | None:
+        # An area of min_pes is necessary, so start there and gallop up.
+        lo = max(1, math.ceil(self.models[i].min_pes / w))
+        if lo > self.max_height:
+            return None
+        if self.cycles(i, w, lo) is not None:
+            return lo
+        step, hi = 1, lo
+        while True:
+            lo, hi = hi, min(self.max_height, hi + step)
+            if self.cycles(i, w, hi) is not None:
+                break
+            if hi == self.max_height:
+                return None
+            step *= 2
+        while hi - lo > 1:  # cost(lo) is None, cost(hi) fits
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self.cycles(i, w, mid) is not None else (mid, hi)
+        return hi
+
+    def min_height(self, i: int, w: int, stage: Stage, cap: int) -> int | None:
+        """The smallest height <= cap at width w that fits SRAM and meets both stage times.
+
+        The compute-only time gives a least height directly. From there the search walks up a
+        geometric grid of heights (the same for every stage asked, so mostly memoised) to the
+        first point within the real stage time and bisects back to the point before. Cycles
+        are a sawtooth around a smooth trend (block sizes are ceilings), so the walk gives up
+        only when the trend turns up.
+        """
+        fit = self.fit_height(i, w)
+        least = self.demands[i].min_height(w, stage.compute)
+        if fit is None or least is None or max(fit, least) > cap:
+            return None
+        prev = before = max(fit, least)
+        prev_cycles = self._time(i, w, prev)
+        if prev_cycles <= stage.real:
+            return prev
+        for h in self._grid_above(fit, prev, cap):
+            cycles = self._time(i, w, h)
+            if cycles <= stage.real:
+                return self._bisect(i, w, stage.real, prev, h)
+            if cycles > prev_cycles:
+                # Past the valley's bottom, which lies between `before` and h: find it.
+                bottom = self._valley(i, w, before, h)
+                if self._time(i, w, bottom) > stage.real:
+                    return None
+                return self._bisect(i, w, stage.real, before, bottom)
+            before, prev, prev_cycles = prev, h, cycles
+        return None
+
+    def _time(self, i: int, w: int, h: int) -> float:
+        """Cycles, with a shape that overflows SRAM infinitely slow (the searches then never
+        return it, whatever the cost curve looks like)."""
+        cycles = self.cycles(i, w, h)
+        return math.inf if cycles is None else cycles
+
+    def _valley(self, i: int, w: int, a: int, b: int) -> int:
+        """The height in [a, b] with the fewest cycles, by golden-section search."""
+        ratio = (math.sqrt(5) - 1) / 2
+        while b - a > 3:
+            c, d = b - round((b - a) * ratio), a + round((b - a) * ratio)
+            if self._time(i, w, c) <= self._time(i, w, d):
+                b = d
+            else:
+                a = c
+        return min(range(a, b + 1), key=lambda h: (self._time(i, w, h), h))
+
+    def _grid_above(self, fit: int, start: int, cap: int):
+        """Points fit * ratio**k of the height grid above `start`, up to `cap` (cap included)."""
+        k = 1
+        while True:
+            h = min(cap, round(fit * HEIGHT_GRID_RATIO ** k))
+            if h > start:
+                yield h
+                start = h
+            if h >= cap:
+                return
+            k += 1
+
+    def _bisect(self, i: int, w: int, real: float, lo: int, hi: int) -> int:
+        while hi - lo > 1:  # cycles(lo) > real >= cycles(hi)
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self._time(i, w, mid) <= real else (mid, hi)
+        return hi
+
+
+# ---------------------------------------------------------------- bands
+
+
+@dataclass(frozen=True)
+class Band:
+    """A run of consecutive kernels laid out together: one decoder layer, or the kernels before
+    the first layer or after the last. Bands with equal `key` are identical layers."""
+
+    kernels: tuple[int, ...]  # indices into the kernel list, in pipeline order
+    key: tuple                # the kernels' kinds (`ShapeSearch.kind`: equal signatures)
+    layer: int | None
+
+
+def bands_of(layers: list[int | None], kinds: list[int]) -> list[Band]:
+    """Groups consecutive kernels into bands by their `layer`: the kernels before the first layer,
+    one band per layer, the kernels after the last. A kernel without a layer between two layers
+    joins the band before it; without any layers, each kernel is a band. Bands longer than
+    MAX_BAND_KERNELS are cut, to keep each band's refinement model small."""
+    labels = _band_labels(layers)
+    groups: list[list[int]] = []
+    for i, label in enumerate(labels):
+        if not groups or label != labels[i - 1] or len(groups[-1]) == MAX_BAND_KERNELS:
+            groups.append([])
+        groups[-1].append(i)
+    return [Band(tuple(g), tuple(kinds[i] for i in g),
+                 next((layers[i] for i in g if layers[i] is not None), None)) for g in groups]
+
+
+def _band_labels(layers: list[int | None]) -> list[object]:
+    placed = [i for i, layer in enumerate(layers) if layer is not None]
+    if not placed:
+        return list(range(len(layers)))  # no layers: every kernel is a band of its own
+    labels: list[object] = []
+    for i, layer in enumerate(layers):
+        if i < placed[0]:
+            labels.append("pre")
+        elif i > placed[-1]:
+            labels.append("post")
+        else:
+            labels.append(("layer", layer) if layer is not None else labels[-1])
+    return labels
+
+
+# ---------------------------------------------------------------- band layouts
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class BandLayout:
+    """A band's kernels inside its w x h box (the band's columns of one strip), in the band's own
+    frame: the pipeline enters at the top edge and leaves at the bottom edge. Identical bands
+    share one (stamping)."""
+
+    w: int
+    h: int
+    rects: tuple[Rect, ...]  # one per kernel of the band, relative to the box
+
+
+def stacked(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
+    """Kernels spanning the band's width, stacked down from the top of a w x box_height box."""
+    tops = [sum(heights[:k]) for k in range(len(heights))]
+    return BandLayout(w, box_height, tuple(Rect(0, y, w, h) for y, h in zip(tops, heights)))
+
+
+@dataclass(frozen=True)
+class PlacedBand:
+    """A band's layout with its box's top-left corner at (x, y); `flipped` bands run bottom to
+    top (the layout mirrored vertically)."""
+
+    band: Band
+    x: int
+    y: int
+    layout: BandLayout
+    flipped: bool
+
+    @property
+    def box_key(self) -> tuple:
+        """Bands with equal box keys are identical layers in equal boxes: one layout fits all."""
+        return (self.band.key, self.layout.w, self.layout.h)
+
+    def rects(self) -> list[Rect]:
+        out = []
+        for r in self.layout.rects:
+            top = self.layout.h - r.y - r.h if self.flipped else r.y
+            out.append(Rect(self.x + r.x, self.y + top, r.w, r.h))
+        return out
+
+
+@dataclass(frozen=True)
+class SerpentineLayout:
+    """Every band placed on one wafer, and the slowest kernel's stage times."""
+
+    bands: tuple[PlacedBand, ...]
+    strips: int
+    stage: Stage
+
+    def rects(self) -> list[Rect]:
+        """One rectangle per kernel, in pipeline order."""
+        return [r for placed in self.bands for r in placed.rects()]
+
+    def with_layouts(self, layouts: dict[tuple, BandLayout]) -> "SerpentineLayout":
+        """The same band positions, each band's layout replaced by layouts[box_key] if given."""
+        bands = tuple(PlacedBand(p.band, p.x, p.y, layouts.get(p.box_key, p.layout), p.flipped)
+                      for p in self.bands)
+        return SerpentineLayout(bands, self.strips, self.stage)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where one wafer's bands go. The layers run along `strips` equal horizontal strips: left
+    to right along the first, right to left along the next, and so on. The bands before the first
+    layer (the embedding) stand as a column at the left end of the top `lead_span` strips, the
+    bands after the last layer (final norm and head) as a column at the end of the bottom
+    `trail_span` strips where the last strip ends (right for an odd strip count, else left), so
+    a big single kernel such as the head is not squeezed into one short strip."""
+
+    fabric: tuple[int, int]
+    strips: int
+    lead: int = 0        # bands in the leading column
+    trail: int = 0       # bands in the trailing column
+    lead_span: int = 1   # strips the leading column spans
+    trail_span: int = 1  # strips the trailing column spans
+
+    @staticmethod
+    def for_bands(bands: list[Band], fabric: tuple[int, int], strips: int) -> "Frame":
+        """Leading and trailing bands without a layer become the columns (none when no band
+        has a layer: then every band runs along the strips)."""
+        layered = [k for k, b in enumerate(bands) if b.layer is not None]
+        if not layered:
+            return Frame(fabric, strips)
+        return Frame(fabric, strips, layered[0], len(bands) - 1 - layered[-1])
+
+    @property
+    def strip_height(self) -> int:
+        return self.fabric[1] // self.strips
+
+    @property
+    def trail_on_right(self) -> bool:
+        return self.strips % 2 == 1
+
+    def spans_fit(self) -> bool:
+        """The two columns may not share a strip when both stand on the left."""
+        return self.trail_on_right or self.lead_span + self.trail_span <= self.strips
+
+    def role(self, k: int, count: int) -> str:
+        if k < self.lead:
+            return "lead"
+        return "trail" if k >= count - self.trail else "body"
+
+    def box_height(self, role: str) -> int:
+        span = {"lead": self.lead_span, "trail": self.trail_span, "body": 1}[role]
+        return span * self.strip_height
+
+    def strip_bounds(self, strip: int, lead_w: int, trail_w: int) -> tuple[int, int]:
+        """The columns [left, right) of a strip that the layers may use."""
+        left, right = 0, self.fabric[0]
+        if strip < self.lead_span:
+            left += lead_w
+        if strip >= self.strips - self.trail_span:
+            if self.trail_on_right:
+                right -= trail_w
+            else:
+                left += trail_w
+        return left, right
+
+
+def place_bands(bands: list[Band], layouts: list[BandLayout],
+                frame: Frame) -> list[PlacedBand] | None:
+    """Bands at their places in the frame, or None if the strips run out. Each band starts next to
+    where the one before it ended: the first band of a strip runs top to bottom, the next bottom
+    to top; the leading column ends at its top and the trailing column starts at its bottom."""
+    n = len(bands)
+    roles = [frame.role(k, n) for k in range(n)]
+    lead_w = sum(layout.w for layout, r in zip(layouts, roles) if r == "lead")
+    trail_w = sum(layout.w for layout, r in zip(layouts, roles) if r == "trail")
+    body = [k for k in range(n) if roles[k] == "body"]
+    in_strips = _place_in_strips([bands[k] for k in body], [layouts[k] for k in body],
+                                 frame, lead_w, trail_w)
+    if in_strips is None:
+        return None
+    placed = dict(zip(body, in_strips))
+    placed.update(_column(bands, layouts, [k for k in range(n) if roles[k] == "lead"], 0, 0))
+    trail_x = frame.fabric[0] - trail_w if frame.trail_on_right else 0
+    trail_y = (frame.strips - frame.trail_span) * frame.strip_height
+    placed.update(_column(bands, layouts, [k for k in range(n) if roles[k] == "trail"],
+                          trail_x, trail_y))
+    return [placed[k] for k in range(n)]
+
+
+def _column(bands: list[Band], layouts: list[BandLayout], members: list[int], x: int,
+            y: int) -> dict[int, PlacedBand]:
+    """Bands side by side from column x, each running bottom to top."""
+    out = {}
+    for k in members:
+        out[k] = PlacedBand(bands[k], x, y, layouts[k], True)
+        x += layouts[k].w
+    return out
+
+
+def _place_in_strips(bands: list[Band], layouts: list[BandLayout], frame: Frame, lead_w: int,
+                     trail_w: int) -> list[PlacedBand] | None:
+    """Bands along the strips, within each strip's bounds; None if they run out of strips."""
+    strip_h = frame.strip_height
+    placed: list[PlacedBand] = []
+    strip, used, flipped = 0, 0, True
+    for band, layout in zip(bands, layouts):
+        left, right = frame.strip_bounds(strip, lead_w, trail_w)
+        while used + layout.w > right - left:
+            strip, used, flipped = strip + 1, 0, True
+            if strip >= frame.strips:
+                return None
+            left, right = frame.strip_bounds(strip, lead_w, trail_w)
+        if layout.h > strip_h:
+            return None
+        x = left + used if strip % 2 == 0 else right - used - layout.w
+        flipped = not flipped
+        placed.append(PlacedBand(band, x, strip * strip_h, layout, flipped))
+        used += layout.w
+    return placed
+
+
+def chain_length2(rects) -> int:
+    """The doubled Manhattan distance between consecutive rectangles' centres, summed (doubled
+    so that it stays an integer). Works for anything with x, y, w and h."""
+    return sum(abs((2 * a.x + a.w) - (2 * b.x + b.w)) + abs((2 * a.y + a.h) - (2 * b.y + b.h))
+               for a, b in zip(rects, rects[1:]))
+
+
+def band_stage(search: ShapeSearch, band: Band, layout: BandLayout) -> Stage:
+    """The slowest kernel's real and compute-only times in one band's layout."""
+    stages = [search.stage(i, r.w, r.h) for i, r in zip(band.kernels, layout.rects)]
+    return Stage(max(s.real for s in stages), max(s.compute for s in stages))
+
+
+def stage_of(search: ShapeSearch, placed) -> Stage:
+    """The slowest kernel's real and compute-only times in a list of placed bands."""
+    stages = [search.stage(i, r.w, r.h) for p in placed for i, r in zip(p.band.kernels, p.rects())]
+    return Stage(max(s.real for s in stages), max(s.compute for s in stages))
+
+
+# ---------------------------------------------------------------- sizing for a stage time
+
+
+class BandSizer:
+    """Stacked layouts of bands for a strip height: the narrowest one meeting a stage, and the
+    fastest one at a given width; memoised per band key."""
+
+    def __init__(self, search: ShapeSearch, width: int, strip_height: int):
+        self.search = search
+        self.width = width
+        self.cap = strip_height
+        self._narrowest: dict = {}  # (key, stage) -> BandLayout | None
+        self._known: dict = {}      # key -> [(stage, width)] found, to bracket later searches
+        self._fastest: dict = {}    # (key, width) -> BandLayout | None
+
+    def heights(self, band: Band, w: int, stage: Stage) -> tuple[int, ...] | None:
+        """Each kernel's smallest height at width w meeting the stage, or None if the stack does
+        not fit the strip."""
+        out, left = [], self.cap
+        for i in band.kernels:
+            h = self.search.min_height(i, w, stage, left)
+            if h is None:
+                return None
+            out.append(h)
+            left -= h
+        return tuple(out)
+
+    def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:
+        key = (band.key, stage)
+        if key not in self._narrowest:
+            w = self._narrowest_width(band, stage)
+            self._narrowest[key] = (None if w is None
+                                    else stacked(w, self.cap, self.heights(band, w, stage)))
+            if w is not None:
+                self._known.setdefault(band.key, []).append((stage, w))
+        return self._narrowest[key]
+
+    def _narrowest_width(self, band: Band, stage: Stage) -> int | None:
+        """Gallops up from the widest width a looser stage needed, then bisects. (Not a bisection
+        over all widths: very wide bands can be slower again, e.g. for a kernel whose input is
+        broadcast across the whole band.)"""
+        known = self._known.get(band.key, [])
+        memory = sum(self.search.models[i].min_pes for i in band.kernels)
+        lo = max([w for s, w in known if s.looser_than(stage)] + [math.ceil(memory / self.cap)])
+        if lo > self.width:
+            return None
+        if self.heights(band, lo, stage) is not None:
+            return lo
+        step, hi = 1, lo
+        while True:
+            lo, hi = hi, min(self.width, hi + step)
+            if self.heights(band, hi, stage) is not None:
+                break
+            if hi == self.width:
+                return None
+            step *= 2
+        while hi - lo > 1:  # lo does not fit, hi does
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self.heights(band, mid, stage) is not None else (mid, hi)
+        return hi
+
+    def fastest(self, band: Band, w: int) -> BandLayout | None:
+        """The stacked layout at width w with the fastest slowest kernel (real cycles, then
+        compute-only), or None if the band does not fit the strip at that width."""
+        key = (band.key, w)
+        if key not in self._fastest:
+            self._fastest[key] = self._fastest_at(band, w)
+        return self._fastest[key]
+
+    def _fastest_at(self, band: Band, w: int) -> BandLayout | None:
+        heights = self.heights(band, w, Stage())
+        if heights is None:
+            return None
+        real = self._slowest(band, w, heights).real
+        heights = _smallest_passing(lambda t: self.heights(band, w, Stage(real=t)), 0, real,
+                                    heights)
+        slowest = self._slowest(band, w, heights)
+        heights = _smallest_passing(lambda t: self.heights(band, w, Stage(slowest.real, t)), 0,
+                                    slowest.compute, heights)
+        return stacked(w, self.cap, heights)
+
+    def _slowest(self, band: Band, w: int, heights: tuple[int, ...]) -> Stage:
+        return band_stage(self.search, band, stacked(w, self.cap, heights))
+
+
+def _smallest_passing(attempt, lo: float, hi: float, found):
+    """The answer of `attempt` at the smallest value in (lo, hi] it succeeds at (to within
+    STAGE_TOLERANCE); `found` is its answer at hi."""
+    while hi - lo > max(1.0, hi * STAGE_TOLERANCE):
+        mid = (lo + hi) / 2
+        answer = attempt(mid)
+        if answer is None:
+            lo = mid
+        else:
+            hi, found = mid, answer
+    return found
+
+
+# ---------------------------------------------------------------- the layout
+
+
+def serpentine_layout(search: ShapeSearch, bands: list[Band], fabric: tuple[int, int],
+                      strips: int, compute_floor: float = 0.0) -> SerpentineLayout | None:
+    """The serpentine layout on `strips` strips with the smallest stage found (real cycles, then
+    compute-only cycles), or None when the bands do not fit even with every kernel at its
+    smallest SRAM-fitting height. `compute_floor` is a lower bound on the compute-only stage
+    time (the water-filling ideal); it only shortens the second bisection."""
+    builder = _Builder(search, bands, Frame.for_bands(bands, fabric, strips))
+    found = builder.attempt(Stage())
+    if found is None:
+        return None
+    loose = stage_of(search, found[1])
+    found = _smallest_passing(lambda t: builder.attempt(Stage(real=t)), 0, loose.real, found)
+    fastest = stage_of(search, found[1])
+    found = _smallest_passing(lambda t: builder.attempt(Stage(fastest.real, t)), compute_floor,
+                              fastest.compute, found)
+    placed = builder.widen(*found)
+    return SerpentineLayout(tuple(placed), strips, stage_of(search, placed))
+
+
+class _Builder:
+    """Lays the bands out in a frame for a stage; one BandSizer per box height."""
+
+    def __init__(self, search: ShapeSearch, bands: list[Band], frame: Frame):
+        self.search = search
+        self.bands = bands
+        self.frame = frame
+        self.roles = [frame.role(k, len(bands)) for k in range(len(bands))]
+        self._sizers: dict[int, BandSizer] = {}
+
+    def sizer(self, height: int) -> BandSizer:
+        if height not in self._sizers:
+            self._sizers[height] = BandSizer(self.search, self.frame.fabric[0], height)
+        return self._sizers[height]
+
+    def attempt(self, stage: Stage) -> tuple[Frame, list[PlacedBand]] | None:
+        """The narrowest bands meeting the stage, placed with the columns' spans that take the
+        least area; None if they do not fit."""
+        frame = self._spans(stage)
+        if frame is None:
+            return None
+        layouts = [self.sizer(frame.box_height(role)).narrowest(b, stage)
+                   for b, role in zip(self.bands, self.roles)]
+        if any(layout is None for layout in layouts):
+            return None
+        placed = place_bands(self.bands, layouts, frame)
+        return None if placed is None else (frame, placed)
+
+    def _spans(self, stage: Stage) -> Frame | None:
+        """The frame whose end columns take the least area at this stage (fewest strips on a
+        tie), or None if some column fits no span."""
+        spans = range(1, self.frame.strips + 1)
+        options = [replace(self.frame, lead_span=a, trail_span=b) for a in spans for b in spans]
+        costs = [(self._column_area(f, "lead", stage), self._column_area(f, "trail", stage), f)
+                 for f in options if f.spans_fit()]
+        costs = [(a + b, f.lead_span + f.trail_span, f) for a, b, f in costs
+                 if a is not None and b is not None]
+        return min(costs, key=lambda c: c[:2])[2] if costs else None
+
+    def _column_area(self, frame: Frame, role: str, stage: Stage) -> int | None:
+        """The area (PEs of whole strips) a column takes at this span, or None if it cannot."""
+        members = [b for b, r in zip(self.bands, self.roles) if r == role]
+        layouts = [self.sizer(frame.box_height(role)).narrowest(b, stage) for b in members]
+        if any(layout is None for layout in layouts):
+            return None
+        return sum(layout.w for layout in layouts) * frame.box_height(role)
+
+    def widen(self, frame: Frame, placed: list[PlacedBand]) -> list[PlacedBand]:
+        """Each strip's unused columns shared evenly by its bands (the remainder to its last
+        band), and every band re-sized to its fastest stacked layout at its width."""
+        extra = self._spare(frame, placed)
+        before = stage_of(self.search, placed)
+        layouts = []
+        for p, role, more in zip(placed, self.roles, extra):
+            wider = self.sizer(frame.box_height(role)).fastest(p.band, p.layout.w + more)
+            # A wider band can be slower for some kernel (one that broadcasts across the
+            # band's width): keep the widening only if the band stays within its stage.
+            keep = wider is not None and before.looser_than(band_stage(self.search, p.band, wider))
+            layouts.append(wider if keep else p.layout)
+        return place_bands(self.bands, layouts, frame) or placed
+
+    def _spare(self, frame: Frame, placed: list[PlacedBand]) -> list[int]:
+        """Per band, the columns it gets from its strip's unused ones."""
+        lead_w = sum(p.layout.w for p, r in zip(placed, self.roles) if r == "lead")
+        trail_w = sum(p.layout.w for p, r in zip(placed, self.roles) if r == "trail")
+        extra = [0] * len(placed)
+        for strip in range(frame.strips):
+            y = strip * frame.strip_height
+            members = [k for k, p in enumerate(placed) if self.roles[k] == "body" and p.y == y]
+            if not members:
+                continue
+            left, right = frame.strip_bounds(strip, lead_w, trail_w)
+            spare = (right - left) - sum(placed[k].layout.w for k in members)
+            for k in members:
+                extra[k] = spare // len(members)
+            extra[members[-1]] += spare % len(members)
+        return extra

@@ -1,0 +1,155 @@
+"""The constructive layout: shape searches against brute force, bands, the serpentine geometry,
+and valid layouts from the stage-time bisection."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ir.kernels import ShapeCost
+from passes.serpentine import (Band, BandLayout, Frame, ShapeSearch, Stage, bands_of,
+                               place_bands, serpentine_layout, stacked)
+from tests.passes.test_wafer_place import SyntheticModel, synthetic_model
+
+
+class GemvModel(SyntheticModel):
+    """SRAM holds a ceil(rows/h) x ceil(cols/w) tile; cycles are a smooth valley in h."""
+
+    def __init__(self, kernel, rows: int, cols: int, tile: int):
+        super().__init__(kernel, work=rows * cols, min_pes=math.ceil(rows * cols / tile))
+        self.rows, self.cols, self.tile = rows, cols, tile
+
+    def cost(self, w: int, h: int) -> ShapeCost | None:
+        if math.ceil(self.rows / h) * math.ceil(self.cols / w) > self.tile:
+            return None
+        return ShapeCost(w, h, 0, 10 ** 6 // (w * h) + 40 * h + 3 * w)
+
+
+def gemv_search(rows=900, cols=500, tile=4000, height=200) -> tuple[ShapeSearch, GemvModel]:
+    kernels, _ = synthetic_model(layers=1, layer_kernels=((1, 1),), post=())
+    model = GemvModel(kernels[1], rows, cols, tile)
+    return ShapeSearch([model], height), model
+
+
+# ---------------------------------------------------------------- shape search
+
+
+def test_fit_height_is_the_smallest_fitting_height():
+    search, model = gemv_search()
+    for w in (1, 2, 5, 17, 60):
+        fitting = [h for h in range(1, 201) if model.cost(w, h) is not None]
+        assert search.fit_height(0, w) == (fitting[0] if fitting else None)
+
+
+def test_min_height_matches_brute_force():
+    search, model = gemv_search()
+    for w in (3, 8, 20):
+        heights = [h for h in range(1, 201) if model.cost(w, h) is not None]
+        cycles = [model.cost(w, h).cycles for h in heights]
+        best = cycles.index(min(cycles))
+        assert all(a > b for a, b in zip(cycles[:best], cycles[1:best + 1])), "not a valley"
+        for stage in (min(cycles) - 1, min(cycles), (min(cycles) + cycles[0]) // 2, cycles[0]):
+            within = [h for h, c in zip(heights[:best + 1], cycles) if c <= stage]
+            expected = within[0] if within else None
+            assert search.min_height(0, w, Stage(real=stage), 200) == expected
+
+
+def test_min_height_honours_the_cap_and_the_compute_time():
+    search, model = gemv_search()
+    free = search.min_height(0, 8, Stage(real=math.inf), 200)
+    assert search.min_height(0, 8, Stage(real=math.inf), free - 1) is None
+    # Compute-only: 900*500 work over 8 columns within 2000 cycles needs 29 rows.
+    compute = model.work / (8 * 2000)
+    assert search.min_height(0, 8, Stage(compute=2000), 200) == max(free, math.ceil(compute))
+
+
+def test_searches_are_memoised_per_signature():
+    kernels, models = synthetic_model(layers=6)
+    search = ShapeSearch(models, 64)
+    for i in range(len(models)):
+        search.min_height(i, 10, Stage(real=500), 64)
+    # Six identical layers: each distinct kernel asked about each shape once.
+    assert models[1].calls > 0 and all(m.calls == 0 for m in models[5:-1])
+
+
+# ---------------------------------------------------------------- bands
+
+
+def test_bands_follow_layers():
+    layers = [None, 0, 0, None, 0, 1, 1, None, None]
+    bands = bands_of(layers, [7, 1, 2, 3, 4, 1, 2, 5, 6])
+    assert [b.kernels for b in bands] == [(0,), (1, 2, 3, 4), (5, 6), (7, 8)]
+    assert [b.layer for b in bands] == [None, 0, 1, None]
+    assert bands[1].key[:2] == bands[2].key  # layers 0 and 1 start alike
+
+
+def test_long_bands_are_cut_and_layerless_kernels_stand_alone():
+    assert [len(b.kernels) for b in bands_of([3] * 40, [0] * 40)] == [16, 16, 8]
+    assert [b.kernels for b in bands_of([None] * 3, [0] * 3)] == [(0,), (1,), (2,)]
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def band(k: int, layer: int | None) -> Band:
+    return Band((k,), (k,), layer)
+
+
+def test_serpentine_runs_along_strips_and_alternates():
+    bands = [band(0, None)] + [band(k, k) for k in range(1, 7)] + [band(7, None)]
+    frame = Frame.for_bands(bands, (30, 20), strips=2)
+    layouts = [stacked(4, 20, (20,))] + [stacked(8, 10, (10,))] * 6 + [stacked(3, 10, (10,))]
+    placed = place_bands(bands, layouts, frame)
+    xs = [(p.x, p.y) for p in placed]
+    # Embedding column at the left; three layers left to right on strip 0 after it; three right
+    # to left on strip 1; with two strips the last one ends on the left, so the head is there.
+    assert xs[0] == (0, 0)
+    assert xs[1:4] == [(4, 0), (12, 0), (20, 0)]
+    assert xs[4:7] == [(22, 10), (14, 10), (6, 10)]
+    assert xs[7] == (0, 10) and layouts[7].w <= 6
+    assert [p.flipped for p in placed[1:7]] == [False, True, False, False, True, False]
+
+
+def test_bands_that_do_not_fit_the_strips_fail():
+    bands = [band(k, k) for k in range(5)]
+    frame = Frame.for_bands(bands, (20, 10), strips=1)
+    assert place_bands(bands, [stacked(5, 10, (10,))] * 5, frame) is None
+    assert place_bands(bands, [stacked(4, 10, (10,))] * 5, frame) is not None
+
+
+def test_flipped_bands_mirror_their_layout():
+    layout = BandLayout(4, 10, stacked(4, 10, (2, 3)).rects)
+    from passes.serpentine import PlacedBand
+    up = PlacedBand(band(0, 0), 5, 0, layout, flipped=True)
+    assert [(r.y, r.h) for r in up.rects()] == [(8, 2), (5, 3)]
+
+
+# ---------------------------------------------------------------- the layout
+
+
+@pytest.mark.parametrize("strips", [1, 2, 3])
+def test_layout_is_valid(strips):
+    kernels, models = synthetic_model(layers=6)
+    search = ShapeSearch(models, 48)
+    bands = bands_of([k.layer for k in kernels], search.kind)
+    layout = serpentine_layout(search, bands, (64, 48), strips)
+    rects = layout.rects()
+    assert len(rects) == len(kernels)
+    cells = set()
+    for m, r in zip(models, rects):
+        assert 0 <= r.x and r.x + r.w <= 64 and 0 <= r.y and r.y + r.h <= 48
+        assert m.cost(r.w, r.h) is not None
+        new = {(r.x + dx, r.y + dy) for dx in range(r.w) for dy in range(r.h)}
+        assert not cells & new
+        cells |= new
+    assert layout.stage.real == max(m.cost(r.w, r.h).cycles for m, r in zip(models, rects))
+
+
+def test_more_room_is_never_slower_and_too_little_is_none():
+    kernels, models = synthetic_model(layers=4)
+    search = ShapeSearch(models, 64)
+    bands = bands_of([k.layer for k in kernels], search.kind)
+    small = serpentine_layout(search, bands, (40, 32), 1)
+    large = serpentine_layout(search, bands, (80, 32), 1)
+    assert large.stage.real <= small.stage.real
+    assert serpentine_layout(search, bands, (8, 8), 1) is None
