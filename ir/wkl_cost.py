@@ -48,8 +48,29 @@ def kernel_cycles(kp: KernelProgram, target: Target, w: int, h: int) -> int:
 
 
 def kernel_bytes_per_pe(kp: KernelProgram) -> int:
-    """SRAM each PE needs: every tile and every local buffer (no reuse between buffers)."""
-    return sum(s.type.nbytes for s in kp.body if not isinstance(s, Store))
+    """SRAM each PE needs: its resident tiles and state, plus the most buffer space live at once."""
+    return max(live_bytes(kp), default=0)
+
+
+def live_bytes(kp: KernelProgram) -> list[int]:
+    """Bytes a PE holds while each statement runs. Tiles and state stay resident from the start;
+    a loaded or computed buffer lives from its statement to the last statement that reads it, and
+    its space is reused after that."""
+    resident = sum(s.type.nbytes for s in kp.body if isinstance(s, (Tile, State)))
+    last_read = {}
+    for i, s in enumerate(kp.body):
+        for name in s.args if isinstance(s, Compute) else [s.src] if isinstance(s, Store) else []:
+            last_read[name] = i
+    freed: dict[int, int] = {}
+    live, out = resident, []
+    for i, s in enumerate(kp.body):
+        if isinstance(s, (Load, Compute)):
+            live += s.type.nbytes
+            end = max(last_read.get(s.name, i), i)
+            freed[end] = freed.get(end, 0) + s.type.nbytes
+        out.append(live)
+        live -= freed.pop(i, 0)
+    return out or [resident]
 
 
 def route_cycles(nbytes: int, hops: int, src: Region | None, dst: Region | None, target: Target) -> int:

@@ -23,7 +23,7 @@ from ir.target import Target
 from ir.types import TensorType
 from ir.wkl import (HOST, Compute, Endpoint, KernelProgram, Layout, Load, Program, Region, Route,
                     Slice, State, Store, TensorDecl, Tile)
-from ir.wkl_cost import kernel_bytes_per_pe
+from ir.wkl_cost import kernel_bytes_per_pe, live_bytes
 
 
 def check_program(program: Program, target: Target) -> None:
@@ -246,17 +246,24 @@ def _slice_width(s: Slice, whole_dim: int) -> int | None:
     return s.stop.const - s.start.const
 
 
+def _sram_culprit(kp: KernelProgram, usable: int):
+    """The resident tile or state that overflows the PE, else the first statement during which
+    its live buffers do."""
+    resident = 0
+    for stmt in kp.body:
+        if isinstance(stmt, (Tile, State)):
+            resident += stmt.type.nbytes
+            if resident > usable:
+                return stmt
+    return next((s for s, n in zip(kp.body, live_bytes(kp)) if n > usable), kp)
+
+
 def _check_sram(kp: KernelProgram, target: Target) -> None:
     usable = target.usable_bytes_per_pe
     needed = kernel_bytes_per_pe(kp)
     if needed <= usable:
         return
-    running, culprit = 0, kp
-    for stmt in kp.body:  # point at the statement where the PE's memory runs out
-        running += 0 if isinstance(stmt, Store) else stmt.type.nbytes
-        if running > usable:
-            culprit = stmt
-            break
+    culprit = _sram_culprit(kp, usable)
     raise VerifyError(f"kernel '{kp.name}' needs {needed} bytes per PE for tiles and buffers, "
                       f"but target '{target.name}' leaves {usable} ({target.sram_bytes_per_pe} "
                       f"SRAM - {target.reserved_bytes_per_pe} reserved); it runs out here",
