@@ -54,7 +54,7 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
                             hint="compile with the model's own weight dtype (omit --weight-dtype)")
     tgt = resolve_target(target, fabric_dims)
     opts = CompileOptions(tgt, seed=seed, time_limit_s=time_limit, wafers=wafers, layout=layout,
-                          defects=_defect_map(defects, defect_rate, seed, tgt, wafers or 1),
+                          defects=_defect_maps(defects, defect_rate, seed, tgt),
                           progress=progress)
     opts.phase("build model")
     name = _model_name(model)
@@ -80,10 +80,13 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
     return cm
 
 
-def _defect_map(path, rate: float, seed: int, target: Target, wafers: int) -> DefectMap | None:
+def _defect_maps(path, rate: float, seed: int, target: Target):
+    """The defect map as a function of the wafer count (the placer may need more wafers)."""
     if path is not None:
-        return DefectMap.from_file(path, target.fabric, wafers)
-    return DefectMap.random(rate, seed, target.fabric, wafers) if rate else None
+        return lambda wafers: DefectMap.from_file(path, target.fabric, wafers)
+    if rate:
+        return lambda wafers: DefectMap.random(rate, seed, target.fabric, wafers)
+    return None
 
 
 def _default_context(model) -> int | None:

@@ -22,12 +22,13 @@ from ir.verify import verify_graph
 from ir.wkl import HOST, Endpoint, Layout, Program, TensorDecl
 from ir.wkl_cost import kernel_bytes_per_pe, kernel_cycles, route_cycles
 from passes.canonicalize import CanonicalizePass
-from passes.cost import CostPass
+from passes.cost import CostPass, KernelCostModel
 from passes.defects import DefectMap, Remap, plan_remap, remap_report, route_extra_hops
 from passes.partition import PartitionPass
 from passes.place import PlacementPass
 from passes.route import route
 from passes.spmd import lower_kernel
+from passes.wafer_place import WaferPlacementPass
 
 Progress = Callable[[str], None]
 
@@ -40,7 +41,7 @@ class CompileOptions:
     wafers: int | None = None          # None: the fewest that fit
     layout: str = "throughput"         # or "latency"
     max_context: int | None = None     # tokens of KV cache each attention keeps resident
-    defects: DefectMap | None = None   # defective PEs to place around
+    defects: Callable[[int], DefectMap] | None = None  # the defect map for a number of wafers
     progress: Progress | None = None
     phase_seconds: dict[str, float] = field(default_factory=dict)
     _current: tuple[str, float] | None = None
@@ -77,12 +78,11 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model")
     opts.phase("partition")
     kg = PartitionPass().run(graph)
     opts.phase("cost")
-    costs = CostPass(opts.target, tokens_per_pass(graph), opts.max_context).run(kg)
+    cache: dict = {}
+    models = [KernelCostModel(k, opts.target, cache, opts.max_context) for k in kg.kernels]
     opts.phase("place")
-    remap = plan_remap(opts.defects) if opts.defects is not None else None
-    fabric = remap.logical_dims if remap else opts.target.fabric
-    names = [k.name for k in kg.kernels]
-    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s).run(names, costs, fabric)
+    placement, dm, remap = _place(kg, models, opts)
+    regions = placement.regions
     opts.phase("lower")
     kernels = {k.name: lower_kernel(k, r.w, r.h, max_context=opts.max_context)
                for k, r in zip(kg.kernels, regions)}
@@ -93,10 +93,10 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model")
     if remap is not None:
         extra = route_extra_hops(remap, regions, routes)
         routes = [replace(r, hops=r.hops + extra.get(r.name, 0)) for r in routes]  # physical hops
-        defects = DefectPlacement(opts.defects, remap, remap_report(opts.defects, remap, extra))
-    placement = Placement(opts.target.name, fabric, 1, regions, routes)
+        defects = DefectPlacement(dm, remap, remap_report(dm, remap, extra))
+    placement = replace(placement, routes=routes)
     layout = Layout(
-        model=model_name, target=opts.target.name, fabric=fabric, wafers=placement.wafers,
+        model=model_name, target=opts.target.name, fabric=placement.fabric, wafers=placement.wafers,
         inputs=[TensorDecl(v.name, v.type) for v in graph.inputs],
         params=[TensorDecl(p.name, p.type) for p in graph.params],
         outputs=[TensorDecl(n, v.type) for n, v in zip(output_names, graph.outputs)],
@@ -105,7 +105,37 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model")
     files = emit_program(Program(layout, kernels))
     program = parse_program(files)  # what runs is what the text says
     check_program(program, opts.target)
+    tokens = tokens_per_pass(graph)
+    costs = [KernelCost(k.name, m.flops // tokens, m.param_bytes, []) for k, m in zip(kg.kernels, models)]
     return Compiled(graph, kg, costs, placement, program, files, output_names, defects)
+
+
+SMALL_FABRIC_PES = 64 * 64  # up to this, one CP-SAT model places everything; beyond, the wafer placer
+
+
+def _place(kg: KernelGraph, models: list[KernelCostModel], opts: CompileOptions):
+    """Place on the logical fabric (remapped around defects); redraw the defect map if the
+    placement needs more wafers than it covered. Returns (placement, defect map, remap)."""
+    if opts.defects is None:
+        return _place_on(kg, models, opts, opts.target.fabric), None, None
+    wafers = opts.wafers or 1
+    while True:
+        dm = opts.defects(wafers)
+        remap = plan_remap(dm)
+        placement = _place_on(kg, models, opts, remap.logical_dims)
+        if placement.wafers <= remap.wafers:
+            return placement, dm, remap
+        wafers = placement.wafers
+
+
+def _place_on(kg: KernelGraph, models: list[KernelCostModel], opts: CompileOptions,
+              fabric: tuple[int, int]) -> Placement:
+    if fabric[0] * fabric[1] > SMALL_FABRIC_PES or (opts.wafers or 1) > 1:
+        return WaferPlacementPass(fabric, opts.wafers, opts.layout, opts.seed).run(kg.kernels, models)
+    costs = CostPass(opts.target, max_context=opts.max_context).run(kg)
+    names = [k.name for k in kg.kernels]
+    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s).run(names, costs, fabric)
+    return Placement(opts.target.name, fabric, 1, regions)
 
 
 @dataclass(frozen=True)
@@ -179,23 +209,31 @@ def report_json(c: Compiled, target: Target, size_only: bool = False, seconds: d
     bottleneck = max(stages, key=lambda k: stages[k])
     tokens = tokens_per_pass(c.graph)
     passes_per_s = target.clock_hz / stages[bottleneck]
+    latency = sum(stages.values()) + route_total
     report = {
         "size_only": size_only,
         "kernels": len(stages), "ops": len(c.graph.ops),
         "pes_used": sum(r["w"] * r["h"] for r in placement["regions"]),
         "pes_total": target.fabric_width * target.fabric_height,
         "sram_used_bytes": sum(r["sram_bytes"] for r in placement["regions"]),
-        "wafers_used": c.placement.wafers, "wafers_lower_bound": 1,
+        "wafers_used": c.placement.wafers, "wafers_lower_bound": c.placement.wafers_lower_bound,
         "bottleneck_kernel": bottleneck, "bottleneck_cycles": stages[bottleneck],
-        "latency_cycles": sum(stages.values()) + route_total,
+        "latency_cycles": latency,
         "hop_distance_total": sum(rt.hops for rt in c.placement.routes),
-        "tokens_per_pass": tokens, "passes_per_second": passes_per_s,
-        "tokens_per_second": passes_per_s * tokens,
+        "tokens_per_pass": tokens,
+        # Every stage busy with independent work (a full pipeline of sequences):
+        "passes_per_second": passes_per_s, "pipeline_tokens_per_second": passes_per_s * tokens,
+        # One pass after another through every stage (batch-1 decoding, each token waits for the last):
+        "sequential_tokens_per_second": target.clock_hz / latency * tokens,
     }
+    if c.placement.ideal_stage_cycles:
+        report["ideal_stage_cycles"] = c.placement.ideal_stage_cycles
+        report["bottleneck_ratio_to_ideal"] = c.placement.bottleneck_ratio_to_ideal
     if c.defects is not None:
         report["defects"] = c.defects.report
     if seconds is not None:
-        report["compile_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
+        placer = {f"place.{k}": v for k, v in c.placement.phase_seconds.items()}
+        report["compile_seconds"] = {k: round(v, 3) for k, v in {**seconds, **placer}.items()}
     return report
 
 
