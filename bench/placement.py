@@ -15,8 +15,11 @@ import compiler
 
 ROWS = {
     "8b-wse3": dict(model="hf:llama-3.1-8b", target="wse3", wafers=1),
-    "70b-4xwse3": dict(model="hf:llama-3.1-70b", target="wse3", wafers=4),
-    "405b-auto-wse3": dict(model="hf:llama-3.1-405b", target="wse3", wafers=None),
+    # The issue asks for 70B on 4 wafers: its weights fill 96% of 4 wafers and tiling needs a few
+    # percent more, so the placer says 5; this row shows what auto finds.
+    "70b-auto-wse3": dict(model="hf:llama-3.1-70b", target="wse3", wafers=None),
+    # The issue asks for fp8 weights; until --weight-dtype lands this is the bf16 model.
+    "405b-bf16-auto-wse3": dict(model="hf:llama-3.1-405b", target="wse3", wafers=None),
     "8b-wse3-0.1%": dict(model="hf:llama-3.1-8b", target="wse3", wafers=1, defect_rate=0.001),
     "8b-wse3-1%": dict(model="hf:llama-3.1-8b", target="wse3", wafers=1, defect_rate=0.01),
     "8b-wse2": dict(model="hf:llama-3.1-8b", target="wse2", wafers=None),
@@ -36,7 +39,7 @@ def run_row(spec: dict, runs: int) -> dict:
     return {"wafers": f"{r['wafers_used']} / {r['wafers_lower_bound']}",
             "ratio": r.get("bottleneck_ratio_to_ideal"), "hops": r["hop_distance_total"],
             "place_s": statistics.median(place_s), "total_s": statistics.median(total_s),
-            "tokens_s": r["tokens_per_second"]}
+            "tokens_s": r["sequential_tokens_per_second"]}
 
 
 def main() -> None:
@@ -45,7 +48,7 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(ROWS), action="append")
     args = parser.parse_args()
     print(f"| case | wafers used / lower bound | bottleneck / ideal | total hops | place s | compile s "
-          f"(median of {args.runs}) | predicted tokens/s |")
+          f"(median of {args.runs}) | predicted batch-1 tokens/s |")
     print("|---|---|---|---|---|---|---|")
     for name in args.only or ROWS:
         row = run_row(ROWS[name], args.runs)

@@ -69,3 +69,15 @@ def test_defective_wafer_changes_placement_not_answers(rate):
     assert all(r["x"] + r["w"] <= logical[0] and r["y"] + r["h"] <= logical[1] for r in placement["regions"])
     assert report["defects"]["capacity_lost_pes"] > 0
     assert max_error(cm(*inputs), model(*inputs)) <= 1e-4
+
+
+@pytest.mark.parametrize("fabric,wafers", [((80, 80), None), ((80, 80), 2)])
+def test_wafer_scale_placer_keeps_the_answer(fabric, wafers):
+    """The placer for big fabrics (and pipelines across wafers) runs the same program semantics."""
+    model, inputs = load_example("llama_tiny")
+    cm = compiler.compile(model, inputs, target="toy", fabric_dims=fabric, wafers=wafers)
+    report = json.loads(cm.artifact.files["report.json"])
+    assert report["wafers_used"] == (wafers or 1) and "bottleneck_ratio_to_ideal" in report
+    regions = json.loads(cm.artifact.files["placement.json"])["regions"]
+    assert {r["wafer"] for r in regions} == set(range(wafers or 1))
+    assert max_error(cm(*inputs), model(*inputs)) <= 1e-4
