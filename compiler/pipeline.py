@@ -15,9 +15,8 @@ from typing import Callable
 from backends.wkl import check_program, emit_program, parse_program
 from ir.errors import CompilerError
 from ir.graph import Graph
-from ir.kernels import KernelCost, KernelGraph, Placement
+from ir.kernels import KernelGraph, Placement
 from ir.target import Target
-from ir.text import print_graph
 from ir.verify import verify_graph
 from ir.wkl import HOST, Endpoint, Layout, Program, TensorDecl
 from ir.wkl_cost import kernel_bytes_per_pe, kernel_cycles, route_cycles
@@ -63,7 +62,7 @@ class Compiled:
 
     graph: Graph
     kernel_graph: KernelGraph
-    costs: list[KernelCost]
+    flops_per_token: dict[str, int]  # by kernel name
     placement: Placement
     program: Program
     wkl_files: dict[str, str]
@@ -106,8 +105,8 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model")
     program = parse_program(files)  # what runs is what the text says
     check_program(program, opts.target)
     tokens = tokens_per_pass(graph)
-    costs = [KernelCost(k.name, m.flops // tokens, m.param_bytes, []) for k, m in zip(kg.kernels, models)]
-    return Compiled(graph, kg, costs, placement, program, files, output_names, defects)
+    flops = {k.name: m.flops // tokens for k, m in zip(kg.kernels, models)}
+    return Compiled(graph, kg, flops, placement, program, files, output_names, defects)
 
 
 SMALL_FABRIC_PES = 64 * 64  # up to this, one CP-SAT model places everything; beyond, the wafer placer
@@ -172,7 +171,6 @@ def tokens_per_pass(graph: Graph) -> int:
 def placement_json(c: Compiled, target: Target) -> dict:
     """The placement contract other tools read (see the wafer-scale placement issue)."""
     by_name = {k.name: k for k in c.kernel_graph.kernels}
-    cost = {kc.kernel: kc for kc in c.costs}
     regions = []
     for r in c.placement.regions:
         kp = c.program.kernels[r.kernel]
@@ -180,7 +178,7 @@ def placement_json(c: Compiled, target: Target) -> dict:
             "kernel": r.kernel, "kind": kp.kind, "layer": by_name[r.kernel].layer, "wafer": r.wafer,
             "x": r.x, "y": r.y, "w": r.w, "h": r.h,
             "sram_bytes": kernel_bytes_per_pe(kp) * r.area,
-            "flops_per_token": cost[r.kernel].flops_per_token,
+            "flops_per_token": c.flops_per_token[r.kernel],
             "cycles_per_token": kernel_cycles(kp, target, r.w, r.h),
             "source": kp.source,
         })
@@ -235,7 +233,3 @@ def report_json(c: Compiled, target: Target, size_only: bool = False, seconds: d
         placer = {f"place.{k}": v for k, v in c.placement.phase_seconds.items()}
         report["compile_seconds"] = {k: round(v, 3) for k, v in {**seconds, **placer}.items()}
     return report
-
-
-def ir_text(c: Compiled) -> str:
-    return print_graph(c.graph)

@@ -20,7 +20,6 @@ a shard, so a long context spreads over a large region even when the heads are f
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from ir import ops
@@ -234,6 +233,3 @@ def flops_of(kernel: Kernel) -> int:
 def param_bytes(kernel: Kernel) -> int:
     return sum(p.type.nbytes for p in kernel.params)
 
-
-def gcd_all(values) -> int:
-    return math.gcd(*values) if values else 1
