@@ -26,6 +26,7 @@ from ortools.sat.python import cp_model
 from ir.errors import PlacementError
 from ir.kernels import KernelCost, ShapeCost
 from ir.wkl import Region
+from passes.packing import ShapePacking
 
 
 @dataclass(frozen=True)
@@ -249,15 +250,15 @@ class CpSatStrategy:
               budget: SearchBudget) -> Layout | None:
         model = _PlacementModel(problem)
         if hint is not None:
-            model.hint(hint)
-        fastest, spent = model.solve(model.bottleneck, budget.share(0.5))
+            model.hint_layout(hint)
+        fastest, spent = model.solve_layout(model.stage, budget.share(0.5))
         if fastest is None:
             return None
         cap = bottleneck_cycles(fastest)
-        model.cap_bottleneck(cap)
+        model.cap_stage(cap)
         start = _closest_start(problem, [fastest, hint], cap)
-        model.hint(start)
-        return model.solve(model.distance, budget.minus(spent))[0] or start
+        model.hint_layout(start)
+        return model.solve_layout(model.distance, budget.minus(spent))[0] or start
 
 
 def _closest_start(problem: PlacementProblem, layouts: list[Layout | None], cap: int) -> Layout:
@@ -273,58 +274,14 @@ def _closest_start(problem: PlacementProblem, layouts: list[Layout | None], cap:
     return min(within_cap, key=chain_distance2)
 
 
-class _PlacementModel:
-    """Variables: per kernel one Boolean per candidate shape (exactly one true) and the top-left
-    x, y; per shape optional x/y intervals present iff the shape is chosen, kept apart by one
-    NoOverlap2D."""
+class _PlacementModel(ShapePacking):
+    """The whole fabric as one packing (passes/packing.py) plus the chain distance between
+    consecutive kernels' centres."""
 
     def __init__(self, problem: PlacementProblem):
+        super().__init__(problem.candidates, problem.fabric)
         self.problem = problem
-        self.model = cp_model.CpModel()
-        width, height = problem.fabric
-        count = len(problem.kernels)
-        self.x = [self.model.new_int_var(0, width - 1, f"x{i}") for i in range(count)]
-        self.y = [self.model.new_int_var(0, height - 1, f"y{i}") for i in range(count)]
-        self.chosen: list[list[cp_model.IntVar]] = []
-        x_intervals, y_intervals = [], []
-        for i in range(count):
-            chosen, xs, ys = self._choose_shape(i)
-            self.chosen.append(chosen)
-            x_intervals += xs
-            y_intervals += ys
-        self.model.add_no_overlap_2d(x_intervals, y_intervals)
-        self.bottleneck = self._bottleneck()
         self.distance = self._chain_distance()
-
-    def _choose_shape(self, i: int) -> tuple[list, list, list]:
-        """Kernel i's shape Booleans (exactly one true) and their optional x and y intervals."""
-        width, height = self.problem.fabric
-        chosen, x_intervals, y_intervals = [], [], []
-        for k, shape in enumerate(self.problem.candidates[i]):
-            b = self.model.new_bool_var(f"k{i}s{k}")
-            self.model.add(self.x[i] + shape.w <= width).only_enforce_if(b)
-            self.model.add(self.y[i] + shape.h <= height).only_enforce_if(b)
-            x_intervals.append(self.model.new_optional_fixed_size_interval_var(
-                self.x[i], shape.w, b, f"k{i}s{k}x"))
-            y_intervals.append(self.model.new_optional_fixed_size_interval_var(
-                self.y[i], shape.h, b, f"k{i}s{k}y"))
-            chosen.append(b)
-        self.model.add_exactly_one(chosen)
-        return chosen, x_intervals, y_intervals
-
-    def _shape_sum(self, i: int, attr: str) -> cp_model.LinearExpr:
-        """The chosen shape's w, h or cycles for kernel i, as a linear expression."""
-        shapes = self.problem.candidates[i]
-        return sum(getattr(s, attr) * b for s, b in zip(shapes, self.chosen[i]))
-
-    def _bottleneck(self) -> cp_model.IntVar:
-        cycles = [[s.cycles for s in shapes] for shapes in self.problem.candidates]
-        lower = max(min(c) for c in cycles)
-        upper = max(max(c) for c in cycles)
-        bottleneck = self.model.new_int_var(lower, upper, "bottleneck")
-        for i in range(len(cycles)):
-            self.model.add(bottleneck >= self._shape_sum(i, "cycles"))
-        return bottleneck
 
     def _chain_distance(self) -> cp_model.IntVar:
         """Sum over consecutive kernels of the Manhattan distance between their centres."""
@@ -338,53 +295,30 @@ class _PlacementModel:
         """|dx| + |dy| between the centres of kernels i and i+1, in doubled coordinates."""
         width, height = self.problem.fabric
         gaps = []
-        for pos, size, span in ((self.x, "w", 2 * width), (self.y, "h", 2 * height)):
+        for axis, size, span in ((0, "w", 2 * width), (1, "h", 2 * height)):
             delta = self.model.new_int_var(-span, span, f"d{size}{i}")
-            self.model.add(delta == (2 * pos[i] + self._shape_sum(i, size))
-                           - (2 * pos[i + 1] + self._shape_sum(i + 1, size)))
+            self.model.add(delta == self.centre(i)[axis] - self.centre(i + 1)[axis])
             gap = self.model.new_int_var(0, span, f"g{size}{i}")
             self.model.add_abs_equality(gap, delta)
             gaps.append(gap)
         # Redundant, but it gives the distance objective a bound: two disjoint rectangles are
         # apart along x or along y, so their centres differ by at least the two widths (or heights).
         apart_in_x = self.model.new_bool_var(f"apart{i}")
-        self.model.add(gaps[0] >= self._shape_sum(i, "w") + self._shape_sum(i + 1, "w")
+        self.model.add(gaps[0] >= self.chosen_sum(i, "w") + self.chosen_sum(i + 1, "w")
                        ).only_enforce_if(apart_in_x)
-        self.model.add(gaps[1] >= self._shape_sum(i, "h") + self._shape_sum(i + 1, "h")
+        self.model.add(gaps[1] >= self.chosen_sum(i, "h") + self.chosen_sum(i + 1, "h")
                        ).only_enforce_if(~apart_in_x)
         return gaps[0] + gaps[1]
 
-    def cap_bottleneck(self, cycles: int) -> None:
-        self.model.add(self.bottleneck <= cycles)
+    def hint_layout(self, layout: Layout) -> None:
+        super().hint([(p.shape, p.x, p.y) for p in layout])
 
-    def hint(self, layout: Layout) -> None:
-        self.model.clear_hints()
-        for i, placed in enumerate(layout):
-            self.model.add_hint(self.x[i], placed.x)
-            self.model.add_hint(self.y[i], placed.y)
-            picked = self.problem.candidates[i].index(placed.shape)
-            for k, b in enumerate(self.chosen[i]):
-                self.model.add_hint(b, k == picked)
-
-    def solve(self, objective: cp_model.IntVar,
-              budget: SearchBudget) -> tuple[Layout | None, SearchBudget]:
+    def solve_layout(self, objective: cp_model.IntVar,
+                     budget: SearchBudget) -> tuple[Layout | None, SearchBudget]:
         """The best layout found (None if none) and the budget the search spent."""
-        self.model.minimize(objective)
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = 1
-        solver.parameters.random_seed = budget.seed
-        solver.parameters.max_deterministic_time = budget.work
-        solver.parameters.max_time_in_seconds = budget.time_limit_s
         # Full linearisation lets the LP see the abs and separation constraints: a real bound.
-        solver.parameters.linearization_level = 2
-        status = solver.solve(self.model)
+        picks, solver = self.solve(objective, budget.seed, budget.work, budget.time_limit_s,
+                                   linearization_level=2)
         spent = SearchBudget(budget.seed, solver.deterministic_time, solver.wall_time)
-        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None, spent
-        layout = [PlacedShape(self._chosen_shape(solver, i), solver.value(self.x[i]),
-                              solver.value(self.y[i])) for i in range(len(self.problem.kernels))]
+        layout = [PlacedShape(shape, x, y) for shape, x, y in picks] if picks else None
         return layout, spent
-
-    def _chosen_shape(self, solver: cp_model.CpSolver, i: int) -> ShapeCost:
-        shapes = self.problem.candidates[i]
-        return next(s for s, b in zip(shapes, self.chosen[i]) if solver.boolean_value(b))

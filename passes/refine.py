@@ -25,6 +25,7 @@ from functools import cached_property
 
 from ortools.sat.python import cp_model
 
+from passes.packing import ShapePacking
 from passes.place import SearchBudget
 from passes.serpentine import (Band, BandLayout, Rect, SerpentineLayout, ShapeSearch, Stage,
                                band_stage)
@@ -106,7 +107,7 @@ class BandRefiner:
             return self.start, self.stage
         model = _BandModel(self.candidates, self.start.w, self.start.h)
         model.hint(self._shapes(self.start))
-        found = model.solve(model.stage, budget)
+        found = model.solve_band(model.stage, budget)
         if found is None or _stage(found) > self.stage * (1 - MIN_GAIN):
             return self.start, self.stage
         return self._layout(found), _stage(found)
@@ -129,7 +130,7 @@ class BandRefiner:
         within = [[c for c in cands if c.cycles <= cap] for cands in self.candidates]
         model = _BandModel(within, self.start.w, self.start.h)
         model.hint(self._shapes(start))
-        found = model.solve(model.distance, budget)
+        found = model.solve_band(model.distance, budget)
         if found is None or anchored_chain2(self._layout(found)) >= anchored_chain2(start):
             return start
         return self._layout(found)
@@ -151,61 +152,19 @@ def _stage(shapes: list[tuple[Candidate, int, int]]) -> int:
     return max(c.cycles for c, _, _ in shapes)
 
 
-class _BandModel:
-    """Per kernel: one Boolean per candidate (exactly one true), the top-left x and y, and
-    optional intervals per candidate under one NoOverlap2D. The chain runs from the middle of the
+class _BandModel(ShapePacking):
+    """The band's box as one packing (passes/packing.py); the chain runs from the middle of the
     box's top edge through the kernels' centres to the middle of its bottom edge."""
 
     def __init__(self, candidates: list[list[Candidate]], box_w: int, box_h: int):
-        self.candidates = candidates
-        self.box = (box_w, box_h)
-        m = self.model = cp_model.CpModel()
-        n = len(candidates)
-        self.x = [m.new_int_var(0, box_w - 1, f"x{i}") for i in range(n)]
-        self.y = [m.new_int_var(0, box_h - 1, f"y{i}") for i in range(n)]
-        self.chosen = []
-        xs, ys = [], []
-        for i in range(n):
-            chosen, xi, yi = self._choose(i)
-            self.chosen.append(chosen)
-            xs += xi
-            ys += yi
-        m.add_no_overlap_2d(xs, ys)
-        self.stage = self._stage()
+        super().__init__(candidates, (box_w, box_h))
         self.distance = self._distance()
-
-    def _choose(self, i: int) -> tuple[list, list, list]:
-        m, (box_w, box_h) = self.model, self.box
-        chosen, xs, ys = [], [], []
-        for k, c in enumerate(self.candidates[i]):
-            b = m.new_bool_var(f"k{i}c{k}")
-            m.add(self.x[i] + c.w <= box_w).only_enforce_if(b)
-            m.add(self.y[i] + c.h <= box_h).only_enforce_if(b)
-            xs.append(m.new_optional_fixed_size_interval_var(self.x[i], c.w, b, f"k{i}c{k}x"))
-            ys.append(m.new_optional_fixed_size_interval_var(self.y[i], c.h, b, f"k{i}c{k}y"))
-            chosen.append(b)
-        m.add_exactly_one(chosen)
-        return chosen, xs, ys
-
-    def _sum(self, i: int, attr: str) -> cp_model.LinearExpr:
-        return sum(getattr(c, attr) * b for c, b in zip(self.candidates[i], self.chosen[i]))
-
-    def _stage(self) -> cp_model.IntVar:
-        # The slowest kernel's fastest candidate bounds the stage from below: a tight domain.
-        floor = max(min(c.cycles for c in cands) for cands in self.candidates)
-        stage = self.model.new_int_var(floor, max(c.cycles for cands in self.candidates
-                                                  for c in cands), "stage")
-        for i in range(len(self.candidates)):
-            self.model.add(stage >= self._sum(i, "cycles"))
-        return stage
 
     def _distance(self) -> cp_model.IntVar:
         """Doubled Manhattan distances along the chain, anchors included."""
         box_w, box_h = self.box
         n = len(self.candidates)
-        centres = [(2 * self.x[i] + self._sum(i, "w"), 2 * self.y[i] + self._sum(i, "h"))
-                   for i in range(n)]
-        points = [(box_w, 0)] + centres + [(box_w, 2 * box_h)]
+        points = [(box_w, 0)] + [self.centre(i) for i in range(n)] + [(box_w, 2 * box_h)]
         span = 2 * (box_w + box_h)
         total = self.model.new_int_var(0, span * (n + 1), "distance")
         self.model.add(total == sum(self._gap(a, b, span, k)
@@ -220,30 +179,9 @@ class _BandModel:
             gaps.append(gap)
         return gaps[0] + gaps[1]
 
-    def hint(self, shapes: list[tuple[Candidate, int, int]]) -> None:
-        self.model.clear_hints()
-        for i, (cand, x, y) in enumerate(shapes):
-            self.model.add_hint(self.x[i], x)
-            self.model.add_hint(self.y[i], y)
-            for c, b in zip(self.candidates[i], self.chosen[i]):
-                self.model.add_hint(b, c == cand)
-
-    def solve(self, objective: cp_model.IntVar,
-              budget: SearchBudget) -> list[tuple[Candidate, int, int]] | None:
-        self.model.minimize(objective)
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = 1
-        solver.parameters.random_seed = budget.seed
-        solver.parameters.max_deterministic_time = budget.work
-        solver.parameters.max_time_in_seconds = budget.time_limit_s
-        if solver.solve(self.model) not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return None
-        return [(self._picked(solver, i), solver.value(self.x[i]), solver.value(self.y[i]))
-                for i in range(len(self.candidates))]
-
-    def _picked(self, solver: cp_model.CpSolver, i: int) -> Candidate:
-        return next(c for c, b in zip(self.candidates[i], self.chosen[i])
-                    if solver.boolean_value(b))
+    def solve_band(self, objective: cp_model.IntVar,
+                   budget: SearchBudget) -> list[tuple[Candidate, int, int]] | None:
+        return self.solve(objective, budget.seed, budget.work, budget.time_limit_s)[0]
 
 
 # ---------------------------------------------------------------- every band of a placement
