@@ -145,6 +145,7 @@ class CompiledModel:
 
     def __init__(self, artifact: Artifact):
         self.artifact = artifact
+        self.compile_seconds: dict[str, float] = {}  # per phase, when this object was compiled here
         self.signature = json.loads(artifact.files["signature.json"])
         self.report = json.loads(artifact.files["report.json"])
         self.target = parse_target(artifact.files["target.toml"].decode(), "target.toml")
