@@ -62,13 +62,14 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
         from compiler.hf import build_hf_model
         model, example_args, example_kwargs = build_hf_model(model[3:], batch=batch)
     opts.max_context = max_context if max_context is not None else _default_context(model)
-    opts.phase("export")
     if isinstance(model, (str, Path)):
+        opts.phase("export")
         captured = frontend.capture_pt2(Path(model))
+        opts.phase("lower to IR")
+        lowered = frontend.lower(captured)
     else:
-        captured = frontend.capture(model, tuple(example_args), dict(example_kwargs or {}))
-    opts.phase("lower to IR")
-    lowered = frontend.lower(captured)
+        captured, lowered = frontend.capture_and_lower(model, tuple(example_args),
+                                                       dict(example_kwargs or {}), opts.phase)
     compiled = compile_graph(lowered.graph, opts, model_name=name)
     opts.phase("run eager")
     expected = frontend.eager_outputs(captured)
