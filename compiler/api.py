@@ -22,6 +22,7 @@ from compiler.pipeline import CompileOptions, compile_graph, placement_json, rep
 from ir.errors import CompilerError, SimulationError
 from ir.target import Target, load_target, parse_target, target_to_toml
 from passes.defects import DefectMap
+from passes.quantize import parse_weight_dtype
 from ir.text import print_graph
 
 
@@ -44,18 +45,18 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
     max_context: tokens of KV cache each attention keeps resident; by default 8192, or the model's
     `max_position_embeddings` when that is smaller. defects: a file of defective PEs (`wafer x y`
     per line), or defect_rate: a random map of that density drawn from `seed`; the placement then
-    uses a logical fabric remapped around them. timings: record compile seconds per phase in
-    report.json (they differ between runs, so artifacts are then no longer byte-identical).
+    uses a logical fabric remapped around them. weight_dtype: "fp16", "bf16", "fp8" or "int8" stores
+    the weights of linear layers (and, for fp16/bf16, embeddings) in that type, fp8/int8 per output
+    channel with an f32 scale (the simulator dequantises); None keeps the model's own. timings:
+    record compile seconds per phase in report.json (they differ between runs, so artifacts are
+    then no longer byte-identical).
     """
     from compiler import frontend  # torch is imported only when compiling
 
-    if weight_dtype is not None:
-        raise CompilerError(f"weight quantisation to {weight_dtype} is not implemented yet",
-                            hint="compile with the model's own weight dtype (omit --weight-dtype)")
     tgt = resolve_target(target, fabric_dims)
     opts = CompileOptions(tgt, seed=seed, time_limit_s=time_limit, wafers=wafers, layout=layout,
                           defects=_defect_maps(defects, defect_rate, seed, tgt),
-                          progress=progress)
+                          progress=progress, weight_dtype=parse_weight_dtype(weight_dtype))
     opts.phase("build model")
     name = _model_name(model)
     if isinstance(model, str) and model.startswith("hf:"):
@@ -70,7 +71,7 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
     else:
         captured, lowered = frontend.capture_and_lower(model, tuple(example_args),
                                                        dict(example_kwargs or {}), opts.phase)
-    compiled = compile_graph(lowered.graph, opts, model_name=name)
+    compiled = compile_graph(lowered.graph, opts, model_name=name, params=lowered.params)
     opts.phase("run eager")
     expected = frontend.eager_outputs(captured)
     opts.phase("write artifact")
@@ -130,8 +131,7 @@ def _artifact(compiled, lowered, captured, expected, target: Target, seconds: di
         **{name: text.encode() for name, text in compiled.wkl_files.items()},
     }
     if not size_only:
-        used = {p.name for p in graph.params}
-        files["weights.safetensors"] = save_tensors({k: v for k, v in lowered.params.items() if k in used})
+        files["weights.safetensors"] = save_tensors({p.name: compiled.params[p.name] for p in graph.params})
         files["inputs.safetensors"] = save_tensors(dict(zip(lowered.input_names, captured.example_numpy())))
         files["expected.safetensors"] = save_tensors(dict(zip(compiled.output_names, expected)))
     return Artifact(files)
@@ -162,6 +162,20 @@ class CompiledModel:
 
     def save(self, path) -> None:
         self.artifact.write(Path(path))
+
+    def visualize(self, path, color_by: str = "layer") -> Path:
+        """Draw the placement to `path`: .svg, .png or .html (the report page), by its suffix.
+        color_by: "layer", "kind", "sram" (SRAM use per PE) or "stage-time"."""
+        from compiler.viz import VizData, write_visualisation
+
+        data = VizData.from_artifact(self.artifact)
+        return write_visualisation(data, path, color_by, compile_seconds=self.compile_seconds or None)
+
+    def _repr_svg_(self) -> str:
+        """The placement picture, which Jupyter shows inline."""
+        from compiler.viz import VizData, render
+
+        return render(VizData.from_artifact(self.artifact), ".svg").decode()
 
     def run(self, inputs: dict[str, np.ndarray] | None = None) -> RunResult:
         """Simulate on `inputs` (by input name), or on the example inputs saved at compile time."""

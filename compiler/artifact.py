@@ -29,9 +29,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import ml_dtypes
 import numpy as np
 import safetensors.numpy
-from safetensors import SafetensorError
+from safetensors import SafetensorError, deserialize
 
 from ir.errors import ArtifactError, CompilerError, Span
 
@@ -213,14 +214,36 @@ def _sha256(data: bytes) -> str:
 
 def save_tensors(tensors: dict[str, np.ndarray]) -> bytes:
     """Serialise named arrays as safetensors bytes; the same arrays always give the same bytes."""
-    ordered = {name: np.ascontiguousarray(tensors[name]) for name in sorted(tensors)}
+    # `ascontiguousarray` makes 0-d arrays 1-d; the reshape keeps scalars (Gemma's normaliser) 0-d.
+    ordered = {name: np.ascontiguousarray(tensors[name]).reshape(np.shape(tensors[name]))
+               for name in sorted(tensors)}
     return safetensors.numpy.save(ordered)
+
+
+# safetensors dtype names -> numpy dtypes. safetensors.numpy saves bf16 and fp8 (ml_dtypes) arrays
+# but cannot load them back; quantised weights are stored in those types.
+_SAFETENSORS_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "F8_E4M3": ml_dtypes.float8_e4m3fn, "I64": np.int64, "I32": np.int32, "I16": np.int16,
+    "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+
+def _numpy_tensors(data: bytes) -> dict[str, np.ndarray]:
+    """safetensors bytes as numpy arrays, including bf16 and fp8 ones."""
+    tensors = {}
+    for name, view in deserialize(data):
+        if view["dtype"] not in _SAFETENSORS_DTYPES:
+            raise ValueError(f"tensor '{name}' has unsupported dtype {view['dtype']}")
+        array = np.frombuffer(view["data"], dtype=_SAFETENSORS_DTYPES[view["dtype"]])
+        tensors[name] = array.reshape(view["shape"])
+    return tensors
 
 
 def load_tensors(data: bytes, source: str = "tensors") -> dict[str, np.ndarray]:
     """Parse safetensors bytes; `source` names the file in the error message."""
     try:
-        return dict(safetensors.numpy.load(data))
+        return _numpy_tensors(data)
     except (SafetensorError, ValueError, TypeError) as e:
         raise ArtifactError(f"'{source}' is not a valid safetensors file: {_first_line(e)}") from None
 

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from compiler.artifact import Artifact, check_destination, load_inputs, read_manifest, tool_versions
+from compiler.viz import COLOR_MODES as VIZ_COLOR_MODES, FORMATS as VIZ_FORMATS
 from ir.errors import ArtifactError, CompilerError, Span
 from ir.target import load_target
 
@@ -103,6 +104,7 @@ def main(debug: bool) -> None:
       waferc compile examples/mlp.py:model -o out/mlp      # place, emit WKL, write out/mlp/
       waferc inspect out/mlp                               # IR ops, kernels and their regions
       waferc run out/mlp                                   # simulate; outputs, cycles, error vs eager
+      waferc viz out/mlp -o mlp.png                        # draw the placement (.svg, .png, .html)
 
     Errors in the model, the target or an artifact exit with status 1; usage errors and internal
     errors exit with status 2.
@@ -140,10 +142,12 @@ def main(debug: bool) -> None:
               show_default=True, metavar="S", help="Seconds the placement solver may search.")
 @click.option("--timings", is_flag=True,
               help="Record seconds per compile phase in report.json (the artifact then differs between runs).")
+@click.option("--viz", is_flag=True,
+              help="Also draw the placement: OUT/placement.svg and OUT/report.html (see `waferc viz`).")
 def compile_command(model: str, out: Path, target: str, fabric_dims: tuple[int, int] | None,
                     wafers: int | None, max_context: int | None, batch: int, weight_dtype: str | None,
                     layout: str, defects: Path | None, defect_rate: float, seed: int, time_limit: float,
-                    timings: bool) -> None:
+                    timings: bool, viz: bool) -> None:
     """Compile MODEL into the artifact directory OUT.
 
     \b
@@ -178,7 +182,22 @@ def compile_command(model: str, out: Path, target: str, fabric_dims: tuple[int, 
                                   timings=timings, progress=show_phase)
         show_phase(f"writing {out}")
         compiled.save(out)
+        if viz:
+            show_phase("drawing the placement")
+            pictures = _write_pictures(compiled.artifact, out, getattr(compiled, "compile_seconds", None))
     _print_compile_summary(compiled.artifact, out, target)
+    if viz:
+        click.echo(f"  pictures    {', '.join(str(p) for p in pictures)}")
+
+
+def _write_pictures(artifact: Artifact, out: Path, compile_seconds: dict | None) -> list[Path]:
+    """placement.svg and report.html beside the artifact's files (they are not in its manifest:
+    `waferc viz` can redraw them from the artifact at any time)."""
+    from compiler.viz import VizData, write_visualisation
+
+    data = VizData.from_artifact(artifact, str(out))
+    return [write_visualisation(data, out / "placement.svg"),
+            write_visualisation(data, out / "report.html", compile_seconds=compile_seconds)]
 
 
 class _PhaseDisplay:
@@ -211,6 +230,7 @@ def _print_compile_summary(artifact: Artifact, out: Path, target: str) -> None:
         ("kernels", _number(len(kernels) if isinstance(kernels, (list, dict)) else kernels)),
         *_wafer_rows(report),
         ("PEs used", _number(report.get("pes_used"))),
+        *_weight_rows(report),
         ("bottleneck", f"{report.get('bottleneck_kernel', '?')} "
                        f"({_number(report.get('bottleneck_cycles'))} cycles/pass{_ideal_ratio(report)})"),
         ("predicted", f"{_number(report.get('passes_per_second'))} passes/s"),
@@ -222,6 +242,11 @@ def _print_compile_summary(artifact: Artifact, out: Path, target: str) -> None:
     if report.get("size_only"):
         click.echo(f"  size-only: the artifact holds no weights and cannot be run; "
                    f"`waferc inspect {out}` shows its placement")
+
+
+def _weight_rows(report: dict) -> list[tuple[str, str]]:
+    """`weights  fp8`, when --weight-dtype stored them in another type than the model's."""
+    return [("weights", str(report["weight_dtype"]))] if report.get("weight_dtype") else []
 
 
 def _wafer_rows(report: dict) -> list[tuple[str, str]]:
@@ -307,6 +332,42 @@ def _print_cycles(cycles) -> None:
     click.echo(f"throughput  {_number(cycles.passes_per_second)} passes/s")
 
 
+# ---------------------------------------------------------------- waferc viz
+
+
+def _picture_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    if value.suffix.lower() not in VIZ_FORMATS:
+        raise click.BadParameter(f"'{value}' must end in one of {', '.join(VIZ_FORMATS)}", ctx, param)
+    return value
+
+
+@main.command("viz")
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "picture", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              callback=_picture_path, metavar="FILE.svg|FILE.png|FILE.html",
+              help="The picture to write; its suffix picks the format.")
+@click.option("--color-by", type=click.Choice(VIZ_COLOR_MODES), default=VIZ_COLOR_MODES[0],
+              show_default=True, help="Fill regions by layer, by kernel kind, as a heat map of SRAM "
+                                      "use per PE, or of stage time (cycles per pass).")
+def viz_command(out: Path, picture: Path, color_by: str) -> None:
+    """Draw the placement of the artifact OUT: wafers to scale, one region per kernel.
+
+    SVG and PNG are pictures (for slides and papers); HTML is a self-contained report with
+    zoom, pan, tooltips, search, the compile summary and a sortable kernel table.
+    Size-only artifacts are drawn too.
+
+    \b
+    Examples:
+      waferc viz out/llama8b -o llama8b.png
+      waferc viz out/llama8b -o llama8b-heat.svg --color-by stage-time
+      waferc viz out/llama8b -o report.html
+    """
+    from compiler.viz import VizData, write_visualisation
+
+    data = VizData.from_artifact(Artifact.read(out), str(out))
+    click.echo(f"wrote {write_visualisation(data, picture, color_by)}")
+
+
 # ---------------------------------------------------------------- waferc inspect
 
 
@@ -382,6 +443,135 @@ def _regions_table(regions: list[dict], title: str, columns: list[str]) -> Table
     for region in regions:
         table.add_row(*(_cell(region.get(key)) for key in columns))
     return table
+
+
+# ---------------------------------------------------------------- waferc port
+
+
+@main.command("port")
+@click.argument("model", metavar="[MODEL]", required=False)
+@click.option("--all", "all_dir", type=click.Path(path_type=Path), metavar="DIR", default=None,
+              help="Port every model directory (holding config.json) under DIR into one support matrix.")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), metavar="DIR", default=None,
+              help="Where to write port.json and port.md (default port-NAME), or with --all "
+                   "support-matrix.json and .md (default the --all DIR).")
+@click.option("--target", default="toy", show_default=True, metavar="NAME|FILE.toml",
+              help="Built-in target (toy, wse2, wse3) or a target TOML file.")
+@click.option("--fabric-dims", type=FabricDims(), default=None,
+              help="Use a W,H fabric of PEs instead of the target's own size.")
+@click.option("--wafers", type=WaferCount(), default="auto", show_default=True, metavar="N|auto",
+              help="Wafers each module may be spread over; auto uses as few as it fits on.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of an hf: model's random weights and example inputs, and of the placement.")
+@click.option("--seq", type=click.IntRange(min=1), default=8, show_default=True, metavar="T",
+              help="Tokens in an hf: model's example input.")
+@click.option("--max-weight-gb", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True, metavar="GB", help="Refuse hf: models whose weights exceed this.")
+def port_command(model: str | None, all_dir: Path | None, out: Path | None, target: str,
+                 fabric_dims: tuple[int, int] | None, wafers: int | None, seed: int, seq: int,
+                 max_weight_gb: float) -> None:
+    """Port MODEL module by module: what compiles, what does not, where and why.
+
+    One forward pass records every submodule's real inputs; each module type is then exported,
+    lowered, placed and simulated on its own (output compared with eager), and the whole model
+    last. Exits with status 0 only if the whole model ported (with --all: every model).
+
+    \b
+    MODEL is one of:
+      hf:PRESET      a bundled config, random weights from --seed
+      hf:DIR         a local directory holding config.json, with its
+                     *.safetensors weights if it has them (never pickles)
+      FILE.py:NAME   as for `waferc compile`
+
+    \b
+    Examples:
+      waferc port hf:path/to/tiny-llama              # writes port-tiny-llama/port.{json,md}
+      waferc port examples/gpt2_tiny.py:model -o build/port-gpt2
+      waferc port --all models/                      # writes models/support-matrix.{json,md}
+    """
+    if (model is None) == (all_dir is None):
+        raise click.UsageError("give either MODEL or --all DIR")
+    load_target(target)  # fail in milliseconds on a bad target or OUT
+    if out is not None and out.exists() and not out.is_dir():
+        raise CompilerError(f"output '{out}' exists and is not a directory")
+    options = dict(target=target, fabric_dims=fabric_dims, wafers=wafers, seed=seed, seq=seq,
+                   max_weight_bytes=int(max_weight_gb * 1e9))
+    port = importlib.import_module("compiler.port")  # imports torch
+    with _PhaseDisplay(Console(stderr=True)) as show_phase:
+        if all_dir is not None:
+            ported = _port_all(port, all_dir, out, options, show_phase)
+        else:
+            ported = _port_one(port, model, out, options, show_phase)
+    if not ported:
+        click.get_current_context().exit(EXIT_USER_ERROR)
+
+
+def _port_one(port: ModuleType, model: str, out: Path | None, options: dict, show_phase) -> bool:
+    show_phase(f"building {model}")
+    report = port.port_model(model, progress=lambda what: show_phase(f"porting {what}"), **options)
+    out = out or Path(f"port-{report.name}")
+    port.write_report(report, out)
+    console = Console()
+    console.print(_port_table(port, report))
+    for group in port.distinct_failures(report):
+        _print_failure(console, group)
+    verdict = "ported" if report.ported else f"NOT ported (fails at {report.whole.failed_stage})"
+    click.echo(f"whole model {verdict}; {sum(r.ok for r in report.modules)} of "
+               f"{len(report.modules)} module types ported")
+    click.echo(f"wrote {out / 'port.json'} and {out / 'port.md'}")
+    return report.ported
+
+
+def _port_table(port: ModuleType, report) -> Table:
+    table = Table(title=f"port {report.model}: {report.architecture}, weights {report.weights}",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("module type", no_wrap=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    for stage in port.STAGES:
+        table.add_column(stage, no_wrap=True)
+    table.add_column("max error", justify="right", no_wrap=True)
+    table.add_column("notes", overflow="fold")
+    for row in report.rows:
+        whole = row is report.whole
+        stages = [_stage_markup(port.stage_cell(row.stages[s])) for s in port.STAGES]
+        remark = port.row_causes(row) or ("the whole model" if whole else "")
+        table.add_row(escape(row.type), str(row.instances), *stages, port.error_cell(row), escape(remark),
+                      end_section=row is report.modules[-1] if report.modules else False)
+    return table
+
+
+def _stage_markup(cell: str) -> str:
+    return {"ok": "[green]ok[/]", "FAIL": "[bold red]FAIL[/]"}.get(cell, cell)
+
+
+def _print_failure(console: Console, group) -> None:
+    """`lower: unsupported op aten.cumprod.default`, where it is, the source line, what it breaks."""
+    f = group.failure
+    for line in (f"{f.stage}: {f.what}",
+                 f"  in {', '.join(group.modules)} ({f.source_place})",
+                 *([f"    {f.source}"] if f.source else []),
+                 f"  fails {', '.join(group.types)}"):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+
+def _port_all(port: ModuleType, root: Path, out: Path | None, options: dict, show_phase) -> bool:
+    matrix = port.port_all(root, progress=lambda what: show_phase(f"porting {what}"), **options)
+    out = out or root
+    port.write_json(out / "support-matrix.json", matrix.to_json())
+    port.write_text(out / "support-matrix.md", matrix.to_markdown())
+    table = Table(title=f"support matrix: {len(matrix.rows)} models under {escape(str(root))}",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for heading in ("model", "architecture", "build", *port.STAGES, "types ok"):
+        table.add_column(heading, no_wrap=True)
+    table.add_column("notes", overflow="fold")
+    for row in matrix.rows:
+        table.add_row(escape(row.directory), escape(row.architecture),
+                      *(_stage_markup(c) for c in row.cells()), row.types_cell(),
+                      escape(port.matrix_note(row)))
+    Console().print(table)
+    click.echo(f"{sum(r.ported for r in matrix.rows)} of {len(matrix.rows)} models ported; "
+               f"wrote {out / 'support-matrix.json'} and {out / 'support-matrix.md'}")
+    return matrix.ported
 
 
 # ---------------------------------------------------------------- small helpers

@@ -1,13 +1,19 @@
-"""Build a Hugging Face causal language model from a local `config.json`: a preset or a directory.
+"""Build a Hugging Face model from a local `config.json`: a preset or a directory.
 
     module, example_inputs, example_kwargs = build_hf_model("llama-3.1-8b")          # on meta
     module, example_inputs, example_kwargs = build_hf_model("path/to/dir", device="cpu", seed=1)
 
 Requires: `transformers` (the `waferc[hf]` extra), imported only when a model is built. Nothing is
 ever fetched from the hub: configs are read with `local_files_only=True`.
+The config must name a causal language model (`LlamaForCausalLM`, `MistralForCausalLM`, ...; a
+config with only a `model_type` gets that type's causal LM), or a base model, the class
+`AutoModel` builds for its model type: an encoder such as `BertModel` (the whole encoder and its
+pooler, attending bidirectionally over every token). Task heads (`BertForMaskedLM`, ...) are not
+built.
 Ensures: the model is in eval mode, built directly on `device` ("meta" gives a size-only model in
 seconds whatever its size; "cpu" gives random weights drawn from `seed`) in the config's
-`torch_dtype`; the example inputs are `input_ids` of shape (batch, seq) on the same device and the
+`torch_dtype`; the example inputs are `input_ids` of shape (batch, seq) on the same device (no
+attention mask: every token is real; an encoder's token types are its all-zero default) and the
 example kwargs turn the KV cache off. Every way the name or the config can be wrong raises an
 `HFModelError` (a `CompilerError`) whose message is one line and names the config file.
 """
@@ -53,12 +59,13 @@ def build_hf_model(config_dir_or_preset: str | Path, *, device: str = "meta", se
     _check_arguments(device, batch, seq)
     source = locate_config(config_dir_or_preset)
     raw = _read_config_json(source.config_file)
-    _check_architecture(raw, source.config_file)
+    auto_class = _auto_class(raw, source.config_file)
     dtype = _config_dtype(raw, source.config_file)
     transformers = _import_transformers()
     with _quiet(transformers):
         config = _auto_config(transformers, source.config_file)
-        model = _instantiate(transformers, config, dtype, device, seed, source.config_file)
+        model = _instantiate(getattr(transformers, auto_class), config, dtype, device, seed,
+                             source.config_file)
     input_ids = _example_input_ids(config.vocab_size, batch, seq, seed).to(device)
     return model, (input_ids,), {"use_cache": False}
 
@@ -125,36 +132,45 @@ def _read_config_json(config_file: Path) -> dict:
     return data
 
 
-def _check_architecture(raw: dict, config_file: Path) -> None:
-    """The config must name a transformers causal LM: by `architectures`, or by `model_type`."""
-    causal_lms = _causal_lm_classes()
+def _auto_class(raw: dict, config_file: Path) -> str:
+    """The transformers auto class that builds the config's architecture: `AutoModelForCausalLM`
+    for a causal LM (named by `architectures`, or implied by `model_type`), `AutoModel` for a base
+    model such as `BertModel` (only when `architectures` names it)."""
+    causal_lms, base_models = _auto_mapping("MODEL_FOR_CAUSAL_LM"), _auto_mapping("MODEL")
     architectures = raw.get("architectures") or []
     if isinstance(architectures, str):  # hand-written configs sometimes drop the list
         architectures = [architectures]
     model_type = raw.get("model_type")
-    if architectures:
-        arch = str(architectures[0])
-        if arch not in causal_lms.values():
-            raise HFModelError(_unsupported_reason(arch), _span_of(arch, config_file))
-    elif model_type not in causal_lms:
-        raise HFModelError(f"model_type '{model_type}' has no transformers causal language model "
-                           "(and no `architectures` names one)", _span_of(str(model_type), config_file))
+    if not architectures:
+        if model_type not in causal_lms:
+            raise HFModelError(f"model_type '{model_type}' has no transformers causal language model "
+                               "(and no `architectures` names one)", _span_of(str(model_type), config_file))
+        return "AutoModelForCausalLM"
+    arch = str(architectures[0])
+    if arch in causal_lms.values():
+        return "AutoModelForCausalLM"
+    if arch in base_models.values():
+        return "AutoModel"
+    raise HFModelError(_unsupported_reason(arch), _span_of(arch, config_file))
 
 
 def _unsupported_reason(arch: str) -> str:
     transformers = _import_transformers()
     if hasattr(transformers, arch):
-        return (f"unsupported architecture '{arch}': not a causal language model "
-                "(waferc builds causal LMs such as LlamaForCausalLM)")
+        return (f"unsupported architecture '{arch}': not a causal language model or a base model "
+                "(waferc builds causal LMs such as LlamaForCausalLM and encoders such as BertModel)")
     return f"unsupported architecture '{arch}': transformers has no model class of that name"
 
 
-def _causal_lm_classes() -> dict[str, str]:
-    """model_type -> the name of its causal LM class, as `AutoModelForCausalLM` maps them."""
+def _auto_mapping(task: str) -> dict[str, str]:
+    """model_type -> the class name its auto class builds (`MODEL`: AutoModel's base models,
+    `MODEL_FOR_CAUSAL_LM`: AutoModelForCausalLM's); a type with several base classes (Funnel's)
+    is listed by its first."""
     _import_transformers()
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    from transformers.models.auto import modeling_auto
 
-    return dict(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    names = getattr(modeling_auto, f"{task}_MAPPING_NAMES")
+    return {model_type: name if isinstance(name, str) else name[0] for model_type, name in names.items()}
 
 
 def _span_of(value: str, config_file: Path) -> Span:
@@ -208,14 +224,14 @@ def _auto_config(transformers: ModuleType, config_file: Path):
         raise HFModelError(f"cannot read '{config_file}': {_reason(e)}") from None
 
 
-def _instantiate(transformers: ModuleType, config, dtype: torch.dtype, device: str, seed: int,
+def _instantiate(auto_class, config, dtype: torch.dtype, device: str, seed: int,
                  config_file: Path) -> torch.nn.Module:
     # Building under the device context puts even a 405B model on meta without allocating it;
     # fork_rng keeps the caller's global RNG untouched by the seeded initialisation.
     try:
         with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(seed)
-            model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+            model = auto_class.from_config(config, dtype=dtype)
     except Exception as e:  # inconsistent shapes in the config surface as assorted errors
         raise HFModelError(f"cannot build a model from '{config_file}': {_reason(e)}") from None
     return model.eval()

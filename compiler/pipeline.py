@@ -1,6 +1,8 @@
 """The compile pipeline from IR to a checked WKL program, one named step per line.
 
-    canonicalize → verify → partition → cost → place → lower → route → emit → parse → check
+    canonicalize → verify → [quantize] → partition → cost → place → lower → route → emit → parse → check
+
+(quantize runs when weights are to be stored in another type: `CompileOptions.weight_dtype`.)
 
 Everything torch-facing (capture, lowering ATen to IR, running eager) is in compiler/frontend and
 compiler/api; this module only sees the IR.
@@ -15,16 +17,18 @@ from typing import Callable
 from backends.wkl import check_program, emit_program, parse_program
 from ir.errors import CompilerError
 from ir.graph import Graph
-from ir.kernels import KernelGraph, Placement
+from ir.kernels import Kernel, KernelGraph, Placement
 from ir.target import Target
+from ir.types import DType
 from ir.verify import verify_graph
-from ir.wkl import HOST, Endpoint, Layout, Program, TensorDecl
+from ir.wkl import HOST, Endpoint, Layout, Program, Region, TensorDecl
 from ir.wkl_cost import kernel_bytes_per_pe, kernel_cycles, route_cycles
 from passes.canonicalize import CanonicalizePass
 from passes.cost import CostPass, KernelCostModel
 from passes.defects import DefectMap, Remap, plan_remap, remap_report, route_extra_hops
 from passes.partition import PartitionPass
 from passes.place import PlacementPass
+from passes.quantize import ParamData, QuantizePass, weight_dtype_name
 from passes.route import route
 from passes.spmd import lower_kernel
 from passes.wafer_place import WaferPlacementPass
@@ -42,6 +46,8 @@ class CompileOptions:
     max_context: int | None = None     # tokens of KV cache each attention keeps resident
     defects: Callable[[int], DefectMap] | None = None  # the defect map for a number of wafers
     progress: Progress | None = None
+    placement_work: float | None = None  # CP-SAT deterministic seconds; None: each placer's own
+    weight_dtype: DType | None = None  # store linear/embedding weights in this type (None: as given)
     phase_seconds: dict[str, float] = field(default_factory=dict)
     _current: tuple[str, float] | None = None
 
@@ -68,12 +74,20 @@ class Compiled:
     wkl_files: dict[str, str]
     output_names: list[str] = field(default_factory=list)
     defects: "DefectPlacement | None" = None
+    params: ParamData | None = None   # the params' data after quantisation (None: not given)
+    weight_dtype: DType | None = None
 
 
-def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model") -> Compiled:
+def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model",
+                  params: ParamData | None = None) -> Compiled:
+    """`params`: the data of the graph's params by name (None values: size-only); quantisation
+    rewrites it along with the graph, and `Compiled.params` is the result."""
     opts.phase("canonicalize")
     graph = CanonicalizePass().run(graph)
     verify_graph(graph)
+    if opts.weight_dtype is not None:
+        opts.phase("quantize")
+        graph, params = QuantizePass(opts.weight_dtype).run(graph, params)
     opts.phase("partition")
     kg = PartitionPass().run(graph)
     opts.phase("cost")
@@ -106,7 +120,8 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model")
     check_program(program, opts.target)
     tokens = tokens_per_pass(graph)
     flops = {k.name: m.flops // tokens for k, m in zip(kg.kernels, models)}
-    return Compiled(graph, kg, flops, placement, program, files, output_names, defects)
+    return Compiled(graph, kg, flops, placement, program, files, output_names, defects, params,
+                    opts.weight_dtype)
 
 
 SMALL_FABRIC_PES = 64 * 64  # up to this, one CP-SAT model places everything; beyond, the wafer placer
@@ -129,11 +144,13 @@ def _place(kg: KernelGraph, models: list[KernelCostModel], opts: CompileOptions)
 
 def _place_on(kg: KernelGraph, models: list[KernelCostModel], opts: CompileOptions,
               fabric: tuple[int, int]) -> Placement:
+    work = {} if opts.placement_work is None else {"work_limit": opts.placement_work}
     if fabric[0] * fabric[1] > SMALL_FABRIC_PES or (opts.wafers or 1) > 1:
-        return WaferPlacementPass(fabric, opts.wafers, opts.layout, opts.seed).run(kg.kernels, models)
+        placer = WaferPlacementPass(fabric, opts.wafers, opts.layout, opts.seed, **work)
+        return placer.run(kg.kernels, models)
     costs = CostPass(opts.target, max_context=opts.max_context).run(kg)
     names = [k.name for k in kg.kernels]
-    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s).run(names, costs, fabric)
+    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s, **work).run(names, costs, fabric)
     return Placement(opts.target.name, fabric, 1, regions)
 
 
@@ -171,16 +188,26 @@ def tokens_per_pass(graph: Graph) -> int:
 def placement_json(c: Compiled, target: Target) -> dict:
     """The placement contract other tools read (see the wafer-scale placement issue)."""
     by_name = {k.name: k for k in c.kernel_graph.kernels}
+    remap = c.defects.remap if c.defects else None
     regions = []
     for r in c.placement.regions:
-        kp = c.program.kernels[r.kernel]
+        kp, kernel = c.program.kernels[r.kernel], by_name[r.kernel]
         regions.append({
-            "kernel": r.kernel, "kind": kp.kind, "layer": by_name[r.kernel].layer, "wafer": r.wafer,
+            "kernel": r.kernel, "kind": kp.kind, "layer": kernel.layer, "wafer": r.wafer,
             "x": r.x, "y": r.y, "w": r.w, "h": r.h,
             "sram_bytes": kernel_bytes_per_pe(kp) * r.area,
             "flops_per_token": c.flops_per_token[r.kernel],
             "cycles_per_token": kernel_cycles(kp, target, r.w, r.h),
             "source": kp.source,
+            # Added for tools that show a kernel (the visualisation); x, y, w, h above stay logical.
+            "bytes_per_pe": kernel_bytes_per_pe(kp),
+            "role": kernel_role(kernel), "module": kernel.loc.module,
+            "file": kernel.loc.file, "line": kernel.loc.line,
+            "ops": list(dict.fromkeys(op.opname for op in kernel.ops)),
+            "inputs": [{"name": d.name, "type": str(d.type)} for d in kp.ins],
+            "outputs": [{"name": d.name, "type": str(d.type)} for d in kp.outs],
+            "params": [{"name": v.name, "type": str(v.type)} for v in kernel.params],
+            "physical": physical_box(remap, r),
         })
     return {
         "target": {"name": target.name, "fabric_dims": list(target.fabric),
@@ -193,6 +220,28 @@ def placement_json(c: Compiled, target: Target) -> dict:
         "routes": [{"name": rt.name, "color": rt.color, "src": str(rt.src), "dst": str(rt.dst),
                     "hops": rt.hops} for rt in c.placement.routes],
     }
+
+
+def kernel_role(kernel: Kernel) -> str:
+    """What a kernel does within its layer, the same in every layer: the module path below the
+    layer index (`self_attn.q_proj` for `model.layers.3.self_attn.q_proj`), else its last part."""
+    parts = kernel.loc.module.split(".") if kernel.loc.module else []
+    if kernel.layer is not None and str(kernel.layer) in parts[1:]:
+        index = parts.index(str(kernel.layer), 1)
+        return ".".join(parts[index + 1:]) or parts[index - 1]
+    return parts[-1] if parts else kernel.kind
+
+
+def physical_box(remap: Remap | None, r: Region) -> dict[str, int]:
+    """The physical PEs a logical region spans, as a bounding box (without defects, the region).
+    The remap skips retired rows and shifts each row past its defects, so the box can be taller
+    and a few columns wider than the region."""
+    if remap is None:
+        return {"x": r.x, "y": r.y, "w": r.w, "h": r.h}
+    rows, cols = remap.physical_rows[r.wafer], remap.physical_cols[r.wafer][r.y:r.y + r.h]
+    x0, x1 = int(cols[:, r.x].min()), int(cols[:, r.x + r.w - 1].max())
+    y0, y1 = int(rows[r.y]), int(rows[r.y + r.h - 1])
+    return {"x": x0, "y": y0, "w": x1 - x0 + 1, "h": y1 - y0 + 1}
 
 
 def report_json(c: Compiled, target: Target, size_only: bool = False, seconds: dict | None = None) -> dict:
@@ -210,6 +259,7 @@ def report_json(c: Compiled, target: Target, size_only: bool = False, seconds: d
     latency = sum(stages.values()) + route_total
     report = {
         "size_only": size_only,
+        "weight_dtype": weight_dtype_name(c.weight_dtype),  # None: the model's own
         "kernels": len(stages), "ops": len(c.graph.ops),
         "pes_used": sum(r["w"] * r["h"] for r in placement["regions"]),
         "pes_total": target.fabric_width * target.fabric_height,

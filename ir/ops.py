@@ -142,6 +142,21 @@ def _linear(ts, attrs):
     return TensorType(x.shape[:-1] + (w.shape[0],), x.dtype)
 
 
+QUANTISED_DTYPES = (DType.fp8, DType.i8)  # weight types of `qlinear`
+
+
+def _qlinear(ts, attrs):
+    """x @ (wq * scale[:, None]).T (+ bias): a linear whose [N, K] weight is stored quantised, with
+    one float scale per output channel (row of wq)."""
+    x, wq, scale = ts[:3]
+    if wq.dtype not in QUANTISED_DTYPES:
+        raise ShapeError(f"qlinear weight {wq} must be {' or '.join(map(str, QUANTISED_DTYPES))}")
+    out = _linear([x, wq] + ts[3:], attrs)
+    if scale.shape != wq.shape[:1] or not scale.dtype.is_float:
+        raise ShapeError(f"qlinear scale {scale} must be one float per row of the weight {wq}")
+    return out
+
+
 def _matmul(ts, attrs):
     a, b = ts
     if a.rank < 2 or b.rank < 2 or a.shape[-1] != b.shape[-2]:
@@ -220,7 +235,14 @@ def _sdpa(ts, attrs):
     scores = q.shape[:3] + (k.shape[2],)
     if len(ts) == 4 and not _broadcasts_to(ts[3].shape, scores):
         raise ShapeError(f"attention mask {ts[3]} does not broadcast to the scores {list(scores)}")
+    _check_window(attrs.get("window"))
     return TensorType(q.shape[:3] + (v.shape[3],), q.dtype)
+
+
+def _check_window(window) -> None:
+    # `window = W` (optional): query i sees only keys j with i - j < W (Mistral's sliding window).
+    if window is not None and (type(window) is not int or window < 1):
+        raise ShapeError(f"attention window must be a positive number of keys, got {window!r}")
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
@@ -250,6 +272,11 @@ def _zero(ts, out, attrs):
 
 def _linear_flops(ts, out, attrs):
     return 2 * out.numel * ts[1].shape[1] + (out.numel if len(ts) == 3 else 0)
+
+
+def _qlinear_flops(ts, out, attrs):
+    # The matmul, plus dequantising each weight element once per pass (widen and scale).
+    return 2 * out.numel * ts[1].shape[1] + ts[1].numel + (out.numel if len(ts) == 4 else 0)
 
 
 def _matmul_flops(ts, out, attrs):
@@ -285,6 +312,7 @@ register("amax", R, (1, 1), _reduce, _reduce_flops, attrs=("dims",))
 register("softmax", R, (1, 1), _same_checking_dim, _per_elem(8), attrs=("dim",))
 register("layer_norm", R, (1, 3), _layer_norm, _per_elem(8), attrs=("ndim", "eps"))
 register("linear", OpKind.MATMUL, (2, 3), _linear, _linear_flops)
+register("qlinear", OpKind.MATMUL, (3, 4), _qlinear, _qlinear_flops)  # (x, wq, scale[, bias])
 register("matmul", OpKind.MATMUL, (2, 2), _matmul, _matmul_flops)
 register("embedding", OpKind.GATHER, (2, 2), _embedding, _zero)
 register("reshape", V, (1, 1), _reshape, _zero, attrs=("shape",))
@@ -292,6 +320,9 @@ register("permute", V, (1, 1), _permute, _zero, attrs=("perm",))
 register("expand", V, (1, 1), _expand, _zero, attrs=("shape",))
 register("slice", V, (1, 1), _slice, _zero, attrs=("dim", "start", "end"))
 register("cat", V, (1, 64), _cat, _zero, attrs=("dim",))
+# sdpa(q, k, v[, mask]) {scale, causal[, window]}: softmax(q k^T * scale) v over the visible keys.
+# Key j is visible to query i unless `causal` and j > i (top-left), or `window` and i - j >= window,
+# or the mask hides it (bool: False; float: added to the score).
 register("sdpa", OpKind.ATTENTION, (3, 4), _sdpa, _sdpa_flops, attrs=("scale", "causal"))
 # WKL collectives: `reduce_row` sums a value over the PEs of each region row (every PE of the row
 # gets the sum), `reduce_col` over each column, `reduce_all` over the whole region (with an optional

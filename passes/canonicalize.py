@@ -3,6 +3,10 @@
 requires: a well-formed IR graph (e.g. straight from the frontend).
 ensures:  no reshape, expand or cast to its operand's own type and no identity permute;
           no reshape of a reshape and no permute of a permute;
+          no `cat` operand without elements (Phi-3's partial rotary concatenates an empty
+          pass-through slice) and no `cat` of a single operand;
+          no slice of a reshape along a dim the reshape keeps whole: the slice comes first
+          (so a kernel can load just the slice of its input, as GPT-2's q, k and v of c_attn);
           `sdpa` reads grouped key/value heads directly: HF's `repeat_kv` copy
           (`reshape(expand(reshape(kv)))`, [B,Hkv,S,D] -> [B,Hkv,n,S,D] -> [B,Hkv*n,S,D]) feeding
           sdpa's k or v is replaced by `kv`, since sdpa lets query head h read kv head
@@ -11,11 +15,13 @@ ensures:  no reshape, expand or cast to its operand's own type and no identity p
           so every result type still equals its op's shape rule.
 
 A rule looks at one op (and, through `producers`, at what feeds it) and returns None (no match),
-a `Value` that replaces the op's result everywhere, or a new `Op` that computes the same result
-value in the old op's place.
+a `Value` that replaces the op's result everywhere, a new `Op` that computes the same result
+value in the old op's place, or a list of new ops, in order, the last computing that value (a
+value a rule creates is named after the op's result plus a `.tag`, which no frontend name has).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +29,7 @@ from ir.graph import Graph, Op, Value
 from ir.verify import verify_graph
 
 Producers = dict[Value, Op]
-Rule = Callable[[Op, Producers], "Value | Op | None"]
+Rule = Callable[[Op, Producers], "Value | Op | list[Op] | None"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ def _sweep(graph: Graph) -> bool:
         if isinstance(rewrite, Value):
             replaced[op.result] = rewrite  # the op goes: nothing will read its result
             continue
+        if isinstance(rewrite, list):
+            producers.update((new.result, new) for new in rewrite)
+            kept.extend(reversed(rewrite))  # `kept` is in reverse order until the end
+            continue
         if isinstance(rewrite, Op):
             op = producers[rewrite.result] = rewrite
         kept.append(op)
@@ -75,7 +85,7 @@ def _substitute(graph: Graph, replaced: dict[Value, Value]) -> None:
     graph.outputs = [final(v) for v in graph.outputs]
 
 
-def _first_rewrite(op: Op, producers: Producers) -> Value | Op | None:
+def _first_rewrite(op: Op, producers: Producers) -> Value | Op | list[Op] | None:
     for rule in RULES.get(op.opname, ()):
         rewrite = rule(op, producers)
         if rewrite is not None:
@@ -119,6 +129,39 @@ def merge_permutes(op: Op, producers: Producers) -> Op | None:
     return _replaced(op, [inner.operands[0]], perm=perm)
 
 
+def drop_empty_cat_operands(op: Op, producers: Producers) -> Value | Op | None:
+    """cat ignores operands with no elements; a cat of one operand is that operand."""
+    kept = [v for v in op.operands if v.type.numel > 0] or op.operands[:1]
+    if len(kept) == 1 and kept[0].type == op.result.type:
+        return kept[0]
+    return _replaced(op, kept) if len(kept) < len(op.operands) else None
+
+
+def slice_before_reshape(op: Op, producers: Producers) -> list[Op] | None:
+    """slice(reshape(x)) along a dim the reshape keeps whole is reshape(slice(x))."""
+    reshape = _made_by(op.operands[0], "reshape", producers)
+    if reshape is None:
+        return None
+    source = reshape.operands[0]
+    d = _kept_dim(source.type.shape, reshape.result.type.shape, op.attrs["dim"])
+    if d is None:
+        return None
+    shape = list(source.type.shape)
+    shape[d] = op.result.type.shape[op.attrs["dim"] % op.result.type.rank]
+    sliced = Value(f"{op.result.name}.src", source.type.with_shape(shape))
+    first = Op("slice", [source], [sliced], {**op.attrs, "dim": d}, op.loc)
+    return [first, Op("reshape", [sliced], op.results, {"shape": list(op.result.type.shape)}, op.loc)]
+
+
+def _kept_dim(source: tuple[int, ...], reshaped: tuple[int, ...], dim: int) -> int | None:
+    """The dim of `source` that dim `dim` of `reshaped` is, whole: the same size (above 1), with
+    as many elements before it. Slicing one is slicing the other."""
+    e = dim % len(reshaped)
+    before = math.prod(reshaped[:e])
+    return next((d for d, n in enumerate(source) if n == reshaped[e] > 1
+                 and math.prod(source[:d]) == before), None)
+
+
 def direct_gqa_kv(op: Op, producers: Producers) -> Op | None:
     """sdpa reading repeat_kv(kv) as k or v reads kv instead (KV heads broadcast, not copied)."""
     operands = list(op.operands)
@@ -152,4 +195,6 @@ RULES: dict[str, list[Rule]] = {
     "cast": [identity_view],
     "permute": [identity_permute, merge_permutes],
     "sdpa": [direct_gqa_kv],
+    "cat": [drop_empty_cat_operands],
+    "slice": [slice_before_reshape],
 }

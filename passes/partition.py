@@ -4,7 +4,7 @@ requires: a canonical, verified IR graph.
 ensures:  every op belongs to exactly one kernel; kernels are listed in an order in which each only
           reads graph inputs, parameters and outputs of earlier kernels.
 
-Anchors start kernels: `linear` (and `matmul` against a parameter) and `embedding`. An anchor
+Anchors start kernels: `linear`, `qlinear`, `matmul` against a parameter, and `embedding`. An anchor
 absorbs its elementwise epilogue (bias, activation, residual add, gating multiply) while the chain
 keeps the anchor's output shape and no absorbed op waits on the kernel itself through another path.
 The remaining ops are scheduled as late as their users allow and anchors as early as their operands
@@ -24,7 +24,7 @@ _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)(?:\.|$)")
 
 
 def anchor_kind(op: Op, params: set[Value]) -> str | None:
-    if op.opname == "linear" and op.operands[1] in params:
+    if op.opname in ("linear", "qlinear") and op.operands[1] in params:
         return "linear"
     if op.opname == "matmul" and op.operands[1] in params and op.operands[1].type.rank == 2:
         return "linear"

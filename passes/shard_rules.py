@@ -10,6 +10,11 @@ never reaches are replicated on every PE.
 `sum` and `mean` may also reduce *across* the shards (a norm over a hidden dim split between PEs):
 each PE reduces its block and a `reduce_all` collective completes the result, which is then
 replicated. The lowering finds these ops as "result replicated, operand sharded".
+
+A unit-step `slice` of a kernel input is a *block load* (`is_block_load`): each PE loads only its
+block of the slice, at the slice's offset in the input, so the slice constrains nothing about the
+input and may be split along any dim, the sliced one included. This is what lets the q, k and v
+thirds of a fused projection (GPT-2's c_attn, Phi-3's qkv_proj) be split by heads.
 """
 from __future__ import annotations
 
@@ -34,10 +39,10 @@ class ShardPlan:
 
 
 def plan_sharding(kernel: Kernel) -> ShardPlan:
-    tables = {op: dim_table(op) for op in kernel.ops}
+    ops, tables = _propagation_ops(kernel)
     best = ShardPlan({}, 1)
-    for seed in _seeds(kernel):
-        dims = _propagate(kernel.ops, tables, *seed)
+    for seed in _seeds(kernel, ops):
+        dims = _propagate(ops, tables, *seed)
         if dims is None:
             continue
         sizes = [v.type.shape[d] for v, d in dims.items() if d is not None]
@@ -47,8 +52,30 @@ def plan_sharding(kernel: Kernel) -> ShardPlan:
     return best
 
 
-def _seeds(kernel: Kernel):
-    values = kernel.inputs + [op.result for op in kernel.ops]
+def is_block_load(op: Op, kernel: Kernel) -> bool:
+    """A unit-step slice of one of the kernel's inputs, lowered as a load of the PE's block."""
+    return (op.opname == "slice" and op.attrs.get("step", 1) == 1
+            and any(op.operands[0] is v for v in kernel.inputs))
+
+
+def _propagation_ops(kernel: Kernel) -> tuple[list[Op], dict]:
+    """The kernel's ops and their dim tables, a block load standing in as an op without operands
+    whose result may be split along any dim."""
+    ops, tables = [], {}
+    for op in kernel.ops:
+        if is_block_load(op, kernel):
+            op = Op(op.opname, [], op.results, op.attrs, op.loc)
+            tables[op] = {r: () for r in range(op.result.type.rank)}
+        else:
+            tables[op] = dim_table(op)
+        ops.append(op)
+    return ops, tables
+
+
+def _seeds(kernel: Kernel, ops: list[Op]):
+    # An input only block loads read is split by nothing: seeding it would only shard itself.
+    read = {v for op in ops for v in op.operands}
+    values = [v for v in kernel.inputs if v in read] + [op.result for op in ops]
     return [(v, d) for v in values for d, n in enumerate(v.type.shape) if n > 1]
 
 
@@ -223,13 +250,16 @@ def _embedding(op: Op) -> DimTable:
 
 
 def _sdpa(op: Op) -> DimTable:
-    """Batch or heads; sharding heads keeps each query head with its key/value head (GQA)."""
+    """Batch or heads; sharding heads keeps each query head with its key/value head (GQA), and a
+    single key/value head (MQA) is read whole by every shard."""
     out = op.result.type
     mask = op.operands[3:]
-    return {r: (r, r, r) + tuple(_aligned(m, 4, r, out.shape[r]) for m in mask) for r in (0, 1)}
+    kv = {0: 0, 1: 1 if op.operands[1].type.shape[1] > 1 else None}
+    return {r: (r, kv[r], kv[r]) + tuple(_aligned(m, 4, r, out.shape[r]) for m in mask) for r in (0, 1)}
 
 
 _RULES = {"softmax": _softmax, "layer_norm": _layer_norm, "permute": _permute, "expand": _expand,
           "slice": _slice, "cat": _cat, "reshape": _reshape, "matmul": _matmul, "linear": _linear,
-          "embedding": _embedding, "sdpa": _sdpa}
+          "embedding": _embedding, "sdpa": _sdpa,
+          "qlinear": _linear}  # scale and bias follow the output dim, as linear's bias does
 _KIND_RULES = {OpKind.ELEMENTWISE: _elementwise, OpKind.REDUCE: _reduce}

@@ -9,10 +9,12 @@ Two mappings:
 * linear/embedding kernels use the canonical GEMV mapping: the weight is tiled over the region
   (rows of the output over `py`, the contracted dim over `px`), the input enters along the columns,
   partial products are summed along each row with `reduce_row`, and the epilogue runs on the row's
-  block of the output; the row ends (`px == w-1`) store it.
+  block of the output; the row ends (`px == w-1`) store it. A `qlinear` tiles its quantised
+  weight exactly so, and its per-output-channel scale over `py` like the bias.
 * vector kernels shard every value along one tensor dim over the region's PEs in row-major order
   (PE number `py*w + px`), found by propagating a seed sharding through per-op dim rules
-  (`passes/shard_rules.py`); values the propagation never reaches are replicated.
+  (`passes/shard_rules.py`); values the propagation never reaches are replicated. A slice of a
+  kernel input (a block load) is a `load` of the PE's block at the slice's offset, no compute.
 
 With a `max_context`, every attention kernel also keeps its KV cache resident (`state` buffers):
 split like the attention's keys across the shards, and along the context across the PEs that share
@@ -27,7 +29,7 @@ from ir.graph import NameGen, Op, Value
 from ir.kernels import Kernel
 from ir.types import TensorType
 from ir.wkl import Affine, Compute, Cond, KernelProgram, Load, Slice, State, Store, TensorDecl, Tile
-from passes.shard_rules import ShardPlan, is_cross_shard, plan_sharding
+from passes.shard_rules import ShardPlan, is_block_load, is_cross_shard, plan_sharding
 
 WHOLE = Slice()
 
@@ -108,9 +110,10 @@ def _lower_gemv(kernel: Kernel, w: int, h: int) -> KernelProgram:
         partial = _linear_partial(b, anchor, w, h, bn)
     row_type = anchor.result.type.with_shape(anchor.result.type.shape[:-1] + (bn,))
     cur = b.compute("reduce_row", [partial], row_type, {}, hint=f"{anchor.result.name}_sum") if w > 1 else partial
-    if anchor.opname == "linear" and len(anchor.operands) == 3:
-        bias = b.fetch(anchor.operands[2], [Slice.block(bn, "py")], anchor.operands[2].type.with_shape((bn,)))
-        cur = b.compute("add", [cur, bias], row_type, {}, anchor.result)
+    bias = _bias_operand(anchor)
+    if bias is not None:
+        bias_l = b.fetch(bias, [Slice.block(bn, "py")], bias.type.with_shape((bn,)))
+        cur = b.compute("add", [cur, bias_l], row_type, {}, anchor.result)
     b.local[anchor.result] = cur
     for op in kernel.ops[1:]:
         args = [b.fetch(v, *_row_block(v, n_out, bn)) for v in op.operands]
@@ -129,18 +132,28 @@ def _row_block(v: Value, n_out: int, bn: int) -> tuple[list[Slice], TensorType]:
     return [WHOLE] * len(shape), v.type
 
 
+def _bias_operand(anchor: Op) -> Value | None:
+    """The bias a linear/qlinear adds after the row reduction (operands past weight and scale)."""
+    first = {"linear": 2, "qlinear": 3}.get(anchor.opname)
+    return anchor.operands[first] if first is not None and len(anchor.operands) > first else None
+
+
 def _linear_partial(b: _Builder, anchor: Op, w: int, h: int, bn: int) -> str:
     x, weight = anchor.operands[0], anchor.operands[1]
     k_in = x.type.shape[-1]
     bk = _ceil(k_in, w)
-    if anchor.opname == "linear":  # weight [N, K]
+    if anchor.opname in ("linear", "qlinear"):  # weight [N, K]
         wt = b.fetch(weight, [Slice.block(bn, "py"), Slice.block(bk, "px")], weight.type.with_shape((bn, bk)))
-    else:                          # matmul against a [K, N] weight
+    else:                                       # matmul against a [K, N] weight
         wt = b.fetch(weight, [Slice.block(bk, "px"), Slice.block(bn, "py")], weight.type.with_shape((bk, bn)))
     xs = b.fetch(x, [WHOLE] * (x.type.rank - 1) + [Slice.block(bk, "px")],
                  x.type.with_shape(x.type.shape[:-1] + (bk,)))
+    args = [xs, wt]
+    if anchor.opname == "qlinear":  # a row's scales are tiled like its bias: the row's output block
+        scale = anchor.operands[2]
+        args.append(b.fetch(scale, [Slice.block(bn, "py")], scale.type.with_shape((bn,))))
     out_t = anchor.result.type.with_shape(anchor.result.type.shape[:-1] + (bn,))
-    return b.compute(anchor.opname, [xs, wt], out_t, {}, hint=f"{anchor.result.name}_part")
+    return b.compute(anchor.opname, args, out_t, {}, hint=f"{anchor.result.name}_part")
 
 
 def _embedding_partial(b: _Builder, anchor: Op, w: int, h: int, bn: int) -> str:
@@ -162,6 +175,9 @@ def _lower_vector(kernel: Kernel, w: int, h: int, plan: ShardPlan, max_context: 
     if max_context:
         _kv_cache(b, kernel, plan, n, w * h, max_context)
     for op in kernel.ops:
+        if is_block_load(op, kernel):
+            _load_block(b, op, plan, n, w)
+            continue
         args = [b.fetch(v, *_shard_block(v, plan, n, w)) for v in op.operands]
         local_t = _shard_block(op.result, plan, n, w)[1]
         if n > 1 and is_cross_shard(op, plan.dims):
@@ -176,14 +192,28 @@ def _lower_vector(kernel: Kernel, w: int, h: int, plan: ShardPlan, max_context: 
 
 
 def _kv_cache(b: _Builder, kernel: Kernel, plan: ShardPlan, n: int, pes: int, context: int) -> None:
-    """Resident K and V caches for each attention: a shard's keys, `context` tokens long, split
-    along the context over the pes // n PEs that hold the same shard."""
+    """Resident K and V caches for each attention: a shard's keys, `context` tokens long (at most
+    a sliding window's keys: older ones are never read again), split along the context over the
+    pes // n PEs that hold the same shard."""
     for i, op in enumerate(o for o in kernel.ops if o.opname == "sdpa"):
         keys = _shard_block(op.operands[1], plan, n, 1)[1]
-        tokens = -(-context // max(1, pes // n))
+        kept = min(context, op.attrs.get("window") or context)
+        tokens = -(-kept // max(1, pes // n))
         cache = keys.with_shape(keys.shape[:2] + (tokens, keys.shape[3]))
         for which in ("k", "v"):
             b.body.append(State(b.names.fresh(f"{which}_cache{i or ''}"), cache))
+
+
+def _load_block(b: _Builder, op: Op, plan: ShardPlan, n: int, w: int) -> None:
+    """A slice of a kernel input: the PE's block of the slice, loaded from the input at the
+    slice's offset along the sliced dim."""
+    slices, local_t = _shard_block(op.result, plan, n, w)
+    d = ops.norm_dim(op.attrs["dim"], op.result.type.rank)
+    size = op.operands[0].type.shape[d]
+    start, end, _ = ops.slice_bounds(size, op.attrs["start"], op.attrs["end"], 1)
+    block = slices[d]
+    slices[d] = Slice(Affine(start), Affine(end)) if block.whole else Slice(block.start + start, block.stop + start)
+    b.local[op.result] = b.fetch(op.operands[0], slices, local_t)
 
 
 def _cross_shard_reduce(b: _Builder, op: Op, args: list[str], t: TensorType, n: int) -> None:

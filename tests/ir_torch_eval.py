@@ -102,14 +102,19 @@ def _slice(args, attrs):
 
 
 def _sdpa(args, attrs):
-    """Query head h reads kv head h // (Hq / Hkv); `causal` is torch's top-left is_causal."""
+    """Query head h reads kv head h // (Hq / Hkv); `causal` is torch's top-left is_causal, and a
+    `window` of W hides keys j with i - j >= W from query i."""
     q, k, v = args[:3]
     group = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     mask = args[3] if len(args) > 3 else None
-    if attrs["causal"]:
-        causal = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool).tril()
-        mask = causal if mask is None else _combine_masks(causal, mask)
+    if attrs["causal"] or attrs.get("window"):
+        visible = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool)
+        if attrs["causal"]:
+            visible = visible.tril()
+        if attrs.get("window"):
+            visible = visible & ~visible.new_ones(visible.shape).tril(-attrs["window"])
+        mask = visible if mask is None else _combine_masks(visible, mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attrs["scale"])
 
 

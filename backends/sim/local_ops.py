@@ -242,6 +242,12 @@ class LocalOps:
             y = y + bias
         return y
 
+    def op_qlinear(self, args, attrs):
+        """linear against the dequantised weight: wq widened to f32, row n times scale[n]."""
+        x, wq, scale = args[:3]
+        weight = wq.astype(np.float32) * scale.astype(np.float32)[..., None]
+        return self.op_linear([x, weight] + args[3:], attrs)
+
     def op_matmul(self, args, attrs):
         return np.matmul(*aligned(*args))
 
@@ -261,14 +267,13 @@ class LocalOps:
         return picked.reshape(ids.shape + table.shape[-1:])
 
     def op_sdpa(self, args, attrs):
-        """softmax(q @ k.T * scale + mask) @ v, query head i reading kv head i // (Hq / Hkv)."""
+        """softmax(q @ k.T * scale + mask) @ v, query head i reading kv head i // (Hq / Hkv);
+        `causal` and `window` hide keys as `_visible_keys` says."""
         q, k, v = args[:3]
         scale = attrs.get("scale")
         scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
         scores = _grouped_matmul(q, np.swapaxes(k, -1, -2)) * scale
-        allowed = np.ones(scores.shape[-2:], dtype=bool)
-        if attrs.get("causal", False):
-            allowed = np.tril(allowed)  # torch's is_causal: key j allowed iff j <= i (top-left)
+        allowed = _visible_keys(*scores.shape[-2:], attrs.get("causal", False), attrs.get("window"))
         if len(args) == 4:
             scores, allowed = _apply_mask(scores, allowed, args[3])
         probs = _masked_softmax(np.where(allowed, scores, -np.inf))
@@ -347,6 +352,18 @@ def _grouped_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     grouped = a.reshape(a.shape[:-3] + (hkv, hq // hkv) + a.shape[-2:])
     out = np.matmul(grouped, np.expand_dims(b, -3))
     return out.reshape(a.shape[:-1] + out.shape[-1:])
+
+
+def _visible_keys(q_len: int, k_len: int, causal: bool, window: int | None) -> np.ndarray:
+    """[q_len, k_len]: whether query i may see key j. `causal` is torch's is_causal (j <= i,
+    top-left); a `window` of W keeps only keys with i - j < W (a sliding window)."""
+    offset = np.arange(q_len)[:, None] - np.arange(k_len)[None, :]  # i - j
+    allowed = offset >= 0 if causal else np.ones((q_len, k_len), dtype=bool)
+    if window is not None:
+        if type(window) is not int or window < 1:
+            raise OpError(f"sdpa window must be a positive number of keys, got {window!r}")
+        allowed = allowed & (offset < window)
+    return allowed
 
 
 def _apply_mask(scores: np.ndarray, allowed: np.ndarray, mask: np.ndarray):

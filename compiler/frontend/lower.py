@@ -30,7 +30,7 @@ from torch.fx import Node
 from torch.fx.node import map_arg
 
 from compiler.frontend.capture import Captured, source_loc, to_numpy
-from compiler.frontend.fold import Folding, fold_constants, state_tensor
+from compiler.frontend.fold import Folding, MaskPattern, fold_constants, state_tensor
 from ir import ops
 from ir.errors import CompilerError, SourceLoc, UnsupportedOpError, VerifyError
 from ir.graph import Graph, NameGen, Op, Value
@@ -145,7 +145,7 @@ class _Lowering:
         if node in self.env:
             return self.env[node]
         if node in self.folding.folded:
-            return None  # only a causal sdpa mask, folded away, is read without being kept
+            return None  # only a recognised sdpa mask, folded away, is read without being kept
         raise KeyError(f"{node.name} is used before it is lowered")
 
     def _add_input(self, name: str, ttype: TensorType) -> Value:
@@ -208,8 +208,9 @@ class NodeBuilder:
         return tensor_type(self.node.meta["val"], self.loc)
 
     @property
-    def mask_is_causal(self) -> bool:
-        return self.node in self._lowering.folding.causal_sdpa
+    def mask_pattern(self) -> MaskPattern | None:
+        """The pattern of an sdpa node's folded mask, when lowering states it by attributes."""
+        return self._lowering.folding.sdpa_masks.get(self.node)
 
     def emit(self, opname: str, operands: list[Value], tag: str = "", **attrs) -> Value:
         """Append an op. Untagged, its value takes the node's name; tagged ones are helpers."""
@@ -379,10 +380,11 @@ def _sdpa(b: NodeBuilder, q: Value, k: Value, v: Value, attn_mask=None, dropout_
         raise b.unsupported(f"dropout_p={dropout_p}")
     if scale is None:
         scale = 1.0 / math.sqrt(q.type.shape[-1])
-    operands = [q, k, v]
-    if attn_mask is not None and not b.mask_is_causal:
-        operands.append(attn_mask)
-    return b.emit("sdpa", operands, scale=float(scale), causal=bool(is_causal or b.mask_is_causal))
+    pattern = b.mask_pattern  # a recognised mask is dropped for attributes
+    operands = [q, k, v] + ([attn_mask] if attn_mask is not None and pattern is None else [])
+    window = {"window": pattern.window} if pattern is not None and pattern.window else {}
+    causal = bool(is_causal or (pattern is not None and pattern.causal))
+    return b.emit("sdpa", operands, scale=float(scale), causal=causal, **window)
 
 
 # ---------------------------------------------------------------- table entries: data movement
@@ -529,7 +531,7 @@ ATEN_OPS: dict[object, Builder] = {
     aten.unbind.int: _unbind,
     operator.getitem: _getitem,
     **{op: _convert for op in (aten.to.dtype, aten.to.dtype_layout, aten.to.device, aten.to.other,
-                               aten._to_copy.default)},
+                               aten._to_copy.default, aten.type_as.default)},
     **{op: _identity for op in (aten.detach.default, aten.clone.default, aten.alias.default,
                                 aten.contiguous.default, aten.lift_fresh_copy.default)},
     aten.dropout.default: _dropout,

@@ -1,5 +1,6 @@
 """Bundled presets and `compiler.hf.build_hf_model`: published shapes on meta, tiny configs on cpu,
-and every way a name or a config can be wrong. Nothing here exports a model (that is the slow part)."""
+and every way a name or a config can be wrong. Only the size-only compiles at the end export a
+model (the slow part): BERT-base in the default run, the 3.8B-8.5B presets marked slow."""
 from __future__ import annotations
 
 import json
@@ -226,3 +227,88 @@ def test_a_hub_id_explains_there_is_no_hub_access():
 ])
 def test_bad_arguments(kwargs, expected):
     assert expected in one_line_error("llama-3.1-8b", **kwargs)
+
+
+# ---------------------------------------------------------------- the other architectures' presets
+
+# Published shapes (each model card's config.json): class, hidden, layers, heads, kv heads, vocab,
+# and the parameter count they give.
+ARCHITECTURE_PRESETS = {
+    "mistral-7b": ("MistralForCausalLM", 4096, 32, 32, 8, 32000, 7.24e9),    # Mistral-7B-v0.1
+    "qwen2-7b": ("Qwen2ForCausalLM", 3584, 28, 28, 4, 152064, 7.62e9),      # Qwen/Qwen2-7B
+    "gemma-7b": ("GemmaForCausalLM", 3072, 28, 16, 16, 256000, 8.54e9),     # google/gemma-7b
+    "phi-3-mini": ("Phi3ForCausalLM", 3072, 32, 32, 32, 32064, 3.82e9),     # Phi-3-mini-4k-instruct
+    "gpt2": ("GPT2LMHeadModel", 768, 12, 12, 12, 50257, 124.4e6),           # openai-community/gpt2
+    "bert-base": ("BertModel", 768, 12, 12, 12, 30522, 109.5e6),            # bert-base-uncased
+}
+
+
+@pytest.mark.parametrize("name", ARCHITECTURE_PRESETS)
+def test_architecture_presets_build_with_the_published_shapes(name):
+    model, (input_ids,), _ = build_hf_model(name)
+    cls, hidden, layers, heads, kv_heads, vocab, parameters = ARCHITECTURE_PRESETS[name]
+    config = model.config
+    assert type(model).__name__ == cls and not model.training
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.vocab_size) == \
+        (hidden, layers, heads, vocab)
+    assert getattr(config, "num_key_value_heads", heads) == kv_heads
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(parameters, rel=2e-3)
+    assert {p.device.type for p in model.parameters()} == {"meta"} and input_ids.shape == (1, 1)
+
+
+def test_architecture_specific_published_values():
+    assert build_hf_model("mistral-7b")[0].config.sliding_window == 4096
+    gemma = build_hf_model("gemma-7b")[0]
+    assert gemma.config.head_dim == 256 and gemma.config.hidden_act == "gelu_pytorch_tanh"
+    qwen2 = build_hf_model("qwen2-7b")[0]
+    assert qwen2.model.layers[0].self_attn.q_proj.bias is not None
+    phi3 = build_hf_model("phi-3-mini")[0]
+    assert phi3.model.layers[0].self_attn.qkv_proj.weight.shape == (3 * 3072, 3072)
+    assert phi3.model.layers[0].mlp.gate_up_proj.weight.shape == (2 * 8192, 3072)
+    assert {p.dtype for p in build_hf_model("gpt2")[0].parameters()} == {torch.float32}
+
+
+# ---------------------------------------------------------------- base models: encoders
+
+TINY_BERT = dict(architectures=["BertModel"], model_type="bert", vocab_size=64, hidden_size=32,
+                 intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 max_position_embeddings=32, torch_dtype="float32")
+
+
+def test_an_encoder_named_by_its_base_class_builds(tmp_path):
+    model, (input_ids,), kwargs = build_hf_model(config_dir(tmp_path, TINY_BERT), device="cpu", seq=5)
+    assert type(model).__name__ == "BertModel" and not model.config.is_decoder
+    assert input_ids.shape == (1, 5) and kwargs == {"use_cache": False}
+    with torch.no_grad():
+        out = model(input_ids, **kwargs)
+    assert out.last_hidden_state.shape == (1, 5, 32) and out.pooler_output.shape == (1, 32)
+
+
+def test_a_task_head_is_still_refused(tmp_path):
+    directory = config_dir(tmp_path, {**TINY_BERT, "architectures": ["BertForMaskedLM"]})
+    message = one_line_error(directory)
+    assert "'BertForMaskedLM': not a causal language model or a base model" in message
+    assert "BertModel" in message
+
+
+# ---------------------------------------------------------------- size-only compiles on wse3
+
+
+def _compile_size_only(name: str):
+    import compiler
+
+    cm = compiler.compile(f"hf:{name}", target="wse3")
+    assert cm.size_only and cm.report["wafers_used"] == 1
+    return cm
+
+
+def test_bert_base_compiles_size_only_on_wse3():
+    cm = _compile_size_only("bert-base")
+    ir_text = cm.artifact.files["model.ir"].decode()
+    assert ir_text.count("= sdpa(") == 12 and "bool[" not in ir_text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gpt2", "phi-3-mini", "mistral-7b", "qwen2-7b", "gemma-7b"])
+def test_architecture_presets_compile_size_only_on_wse3(name):
+    _compile_size_only(name)

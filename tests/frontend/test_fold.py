@@ -6,7 +6,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from compiler.frontend import capture, lower
-from compiler.frontend.fold import fold_constants, is_causal_mask
+from compiler.frontend.fold import MaskPattern, fold_constants, is_causal_mask, mask_pattern
 from ir.types import DType
 from tests.ir_torch_eval import run_lowered
 
@@ -39,17 +39,34 @@ def test_causal_means_top_left_for_unequal_lengths():
     assert not is_causal_mask(bottom_right, 2, 4)
 
 
-class MaskedAttention(nn.Module):
-    """Builds its sdpa mask from aranges, as HF does; `window` makes it non-causal."""
+@pytest.mark.parametrize("mask, pattern", [
+    (tril(), MaskPattern(causal=True)),
+    (torch.ones(S, S, dtype=torch.bool)[None, None].expand(2, 3, S, S), MaskPattern()),  # BERT's
+    (torch.zeros(S, S), MaskPattern()),
+    (tril() & ~tril().tril(diagonal=-2), MaskPattern(causal=True, window=2)),  # Mistral's
+    (torch.zeros(S, S).masked_fill(~(tril() & ~tril().tril(-3)), float("-inf")),
+     MaskPattern(causal=True, window=3)),
+    (tril().T, None),
+    (torch.stack([tril(), torch.ones(S, S, dtype=torch.bool)]), None),  # differs per batch
+    (torch.zeros(S, S).masked_fill(~tril(), -1.0), None),               # a bias, not a mask
+])
+def test_mask_patterns(mask, pattern):
+    assert mask_pattern(mask, S, S) == pattern
 
-    def __init__(self, window: int | None = None):
+
+class MaskedAttention(nn.Module):
+    """Builds its sdpa mask from aranges, as HF does; `window` makes it a sliding window, and
+    `future` lets each query see only later keys (a pattern sdpa has no attribute for)."""
+
+    def __init__(self, window: int | None = None, future: bool = False):
         super().__init__()
         self.window = window
+        self.future = future
         self.proj = nn.Linear(8, 8)
 
     def forward(self, x):  # x [B, H, S, D]
         pos = torch.arange(x.shape[2], device=x.device)
-        mask = pos[None, :] <= pos[:, None]
+        mask = pos[None, :] >= pos[:, None] if self.future else pos[None, :] <= pos[:, None]
         if self.window is not None:
             mask = mask & (pos[:, None] - pos[None, :] < self.window)
         q = self.proj(x)
@@ -79,9 +96,19 @@ def test_causal_mask_is_dropped_and_never_materialised():
     torch.testing.assert_close(run_lowered(lowered, [x])[0], want[0], atol=1e-5, rtol=1e-5)
 
 
-def test_non_causal_mask_stays_a_folded_constant():
+def test_sliding_window_mask_becomes_a_window_attribute():
     x = torch.randn(2, 2, S, 8)
     captured, want = lowered_and_eager(MaskedAttention(window=2), x)
+    lowered = lower(captured)
+    (sdpa,) = sdpa_ops(lowered.graph)
+    assert sdpa.attrs["causal"] is True and sdpa.attrs["window"] == 2 and len(sdpa.operands) == 3
+    assert not any(p.type.dtype == DType.bool for p in lowered.graph.params)
+    torch.testing.assert_close(run_lowered(lowered, [x])[0], want[0], atol=1e-5, rtol=1e-5)
+
+
+def test_non_causal_mask_stays_a_folded_constant():
+    x = torch.randn(2, 2, S, 8)
+    captured, want = lowered_and_eager(MaskedAttention(future=True), x)
     lowered = lower(captured)
     (sdpa,) = sdpa_ops(lowered.graph)
     mask = sdpa.operands[3]
