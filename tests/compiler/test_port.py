@@ -24,6 +24,20 @@ ARCHITECTURES = {
     "llama": dict(architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=64, hidden_size=32,
                   intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
                   max_position_embeddings=32),
+    "mistral": dict(architectures=["MistralForCausalLM"], model_type="mistral", vocab_size=64, hidden_size=32,
+                    intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                    max_position_embeddings=32, sliding_window=4),
+    "qwen2": dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=64, hidden_size=32,
+                  intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                  max_position_embeddings=32),
+    "phi3": dict(architectures=["Phi3ForCausalLM"], model_type="phi3", vocab_size=64, hidden_size=32,
+                 intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                 max_position_embeddings=32, pad_token_id=0),
+    "gemma": dict(architectures=["GemmaForCausalLM"], model_type="gemma", vocab_size=64, hidden_size=32,
+                  intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=1,
+                  head_dim=16, max_position_embeddings=32),
+    "bert": dict(architectures=["BertModel"], model_type="bert", vocab_size=64, hidden_size=32,
+                 intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=32),
 }
 
 UNSUPPORTED_MODEL = '''
