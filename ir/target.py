@@ -3,6 +3,10 @@
 A target is a validated description of one wafer and the links between wafers, loaded from TOML
 (the built-ins live in ir/targets/). The cycle rules are methods here so that the compiler's cost
 estimates and the simulator's counts come from the same place.
+
+Each data movement has two parts: *busy* cycles (serialisation, the adds of a reduction), which
+occupy a PE and so bound how often a pipelined pass can start, and *hop latency*, the flight time
+along the links, which delays a pass but overlaps with the next one.
 """
 from __future__ import annotations
 
@@ -60,16 +64,34 @@ class Target:
     def compute_cycles(self, flops: int, dtype: DType) -> int:
         return math.ceil(flops / self.simd_lanes(dtype)) + self.op_overhead_cycles
 
-    def transfer_cycles(self, nbytes: int, hops: int) -> int:
-        """Streaming `nbytes` over a path of `hops` links: serialisation plus per-hop latency."""
-        return math.ceil(nbytes * 8 / self.link_bits_per_cycle) + hops * self.hop_latency_cycles
+    def serial_cycles(self, nbytes: int) -> int:
+        """Cycles a link is busy pushing `nbytes` through: what a sender (or receiver) spends."""
+        return math.ceil(nbytes * 8 / self.link_bits_per_cycle)
 
-    def reduce_cycles(self, t: TensorType, pes: int) -> int:
-        """All-reduce of a local over `pes` PEs in a line: a pipelined chain in, a broadcast back."""
+    def hop_cycles(self, hops: int) -> int:
+        """Latency of a path of `hops` links: the first word's flight, which keeps no PE busy."""
+        return hops * self.hop_latency_cycles
+
+    def transfer_cycles(self, nbytes: int, hops: int) -> int:
+        """Streaming `nbytes` over a path of `hops` links, start to last word: serialisation plus
+        per-hop latency."""
+        return self.serial_cycles(nbytes) + self.hop_cycles(hops)
+
+    def reduce_busy_cycles(self, t: TensorType, pes: int) -> int:
+        """The cycles each PE spends on an all-reduce of a local over `pes` PEs in a line: in the
+        pipelined chain it receives, adds and forwards its block, then it passes the broadcast
+        result on. The hops along the line are latency (`reduce_cycles`), not work."""
         if pes <= 1:
             return 0
-        chain = self.transfer_cycles(t.nbytes, pes - 1) + math.ceil(t.numel / self.simd_lanes(t.dtype))
-        return chain + self.transfer_cycles(t.nbytes, pes - 1)
+        adds = math.ceil(t.numel / self.simd_lanes(t.dtype))
+        return self.serial_cycles(t.nbytes) + adds + self.serial_cycles(t.nbytes)
+
+    def reduce_cycles(self, t: TensorType, pes: int) -> int:
+        """All-reduce of a local over `pes` PEs in a line, start to finish: the busy cycles plus
+        (pes - 1) hops in and (pes - 1) hops of broadcast back."""
+        if pes <= 1:
+            return 0
+        return self.reduce_busy_cycles(t, pes) + 2 * self.hop_cycles(pes - 1)
 
     def wafer_link_cycles(self, nbytes: int) -> int:
         seconds = nbytes * 8 / self.wafer_link_bits_per_s + self.wafer_link_latency_s

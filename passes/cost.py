@@ -8,7 +8,9 @@ requires: a KernelGraph and a target.
 ensures:  one KernelCost per kernel (same order) whose `shapes` fit the target's SRAM per PE after
           the reserve, keep only shapes no other shape beats on both PEs and cycles, and are listed
           fastest first. Costs come from lowering the kernel for that shape and applying the
-          target's WKL cycle rules (ir/wkl_cost.py), the same rules the simulator counts with.
+          target's WKL cycle rules (ir/wkl_cost.py), the same rules the simulator counts with;
+          `ShapeCost.cycles` is the stage time (`kernel_cycles`: busy cycles, no hop latency),
+          which is what limits pipeline throughput and what the placers minimise.
 """
 from __future__ import annotations
 

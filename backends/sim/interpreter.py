@@ -10,7 +10,8 @@ Ensures:
   several writers coincide, the last writer in row-major order is kept (programs store values
   the writers agree on, e.g. after a collective);
 * every element of every `out` is written by the end of the kernel;
-* the cycles counted are `ir.wkl_cost.stmt_cycles` of each statement run.
+* the cycles counted for each statement run are `ir.wkl_cost.stmt_busy_cycles` (the kernel's
+  stage time) and `ir.wkl_cost.stmt_cycles` (its latency, hops included).
 Every problem is a `SimulationError` naming the kernel and carrying the statement's span.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ir.errors import SimulationError, Span
 from ir.target import Target
 from ir.types import TensorType
 from ir.wkl import Compute, KernelProgram, Load, Region, State, Store, Tile
-from ir.wkl_cost import kernel_types, stmt_cycles
+from ir.wkl_cost import kernel_types, stmt_busy_cycles, stmt_cycles
 
 ParamReader = Callable[[str, "Span | None"], np.ndarray]
 
@@ -38,7 +39,8 @@ _STMT_METHODS = {Tile: "run_tile", Load: "run_load", State: "run_state", Compute
 @dataclass
 class KernelRun:
     outs: dict[str, np.ndarray]  # the kernel's `out` tensors, completely written
-    cycles: int
+    cycles: int          # busy cycles: the kernel's stage time in a pipeline
+    latency_cycles: int  # one pass start to finish: busy cycles plus hop latency
 
 
 class KernelInterpreter:
@@ -56,12 +58,13 @@ class KernelInterpreter:
         self.covered = {d.name: np.zeros(d.type.shape, dtype=bool) for d in kernel.outs}
 
     def run(self) -> KernelRun:
-        cycles = 0
+        busy = latency = 0
         for index, stmt in enumerate(self.kernel.body):
             self._execute(index, stmt)
-            cycles += stmt_cycles(stmt, self.types, self.target, self.w, self.h)
+            busy += stmt_busy_cycles(stmt, self.types, self.target, self.w, self.h)
+            latency += stmt_cycles(stmt, self.types, self.target, self.w, self.h)
         self._check_coverage()
-        return KernelRun(self.outs, cycles)
+        return KernelRun(self.outs, busy, latency)
 
     def _check_statement_kinds(self) -> None:
         for index, stmt in enumerate(self.kernel.body):

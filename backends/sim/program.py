@@ -8,8 +8,9 @@ Ensures:
   input (`host.X`) or from the `out` of a kernel that has already run; program outputs arrive
   through the routes to `host.Y`;
 * the answer comes from the program alone (no torch, nothing from compiler/ or passes/);
-* kernel cycles are the sum of `ir.wkl_cost.stmt_cycles`, route cycles are
-  `ir.wkl_cost.route_cycles` of the tensor's bytes, hops and the two regions' wafers;
+* a kernel's stage cycles are the sum of `ir.wkl_cost.stmt_busy_cycles` and its latency the sum
+  of `ir.wkl_cost.stmt_cycles` (what `kernel_cycles` / `kernel_latency_cycles` estimate); route
+  cycles are `ir.wkl_cost.route_cycles` of the tensor's bytes, hops and the two regions' wafers;
 * missing or mismatched data (no route, a route from a kernel that has not run, an absent or
   misshapen parameter or input, a route nothing reads) is a `SimulationError` with a span.
 """
@@ -61,7 +62,8 @@ class _ProgramRun:
         self.regions = {r.kernel: r for r in self.layout.regions}
         self.routes_into = _routes_by_destination(self.layout.routes)
         self.produced: dict[Endpoint, np.ndarray] = {}
-        self.kernel_cycles: dict[str, int] = {}
+        self.kernel_cycles: dict[str, int] = {}  # busy (stage) cycles
+        self.kernel_latencies: dict[str, int] = {}
         self.route_cycles: dict[str, int] = {}
         self.checked_params: dict[str, np.ndarray] = {}
 
@@ -72,12 +74,13 @@ class _ProgramRun:
         outputs = {d.name: self.deliver(Endpoint(HOST, d.name), d) for d in self.layout.outputs}
         self.check_all_routes_used()
         return SimResult(outputs, cycle_report(self.kernel_cycles, self.route_cycles,
-                                               self.target.clock_hz))
+                                               self.target.clock_hz, self.kernel_latencies))
 
     def run_region(self, region: Region, kernel: KernelProgram) -> None:
         ins = {d.name: self.deliver(Endpoint(kernel.name, d.name), d) for d in kernel.ins}
         run = KernelInterpreter(kernel, region, ins, self.read_param, self.target).run()
         self.kernel_cycles[kernel.name] = run.cycles
+        self.kernel_latencies[kernel.name] = run.latency_cycles
         self.produced.update({Endpoint(kernel.name, n): a for n, a in run.outs.items()})
 
     # ------------------------------------------------------------ routes

@@ -13,7 +13,7 @@ from ir.target import load_target
 from ir.types import DType, TensorType
 from ir.wkl import (Affine, Compute, Cond, Endpoint, KernelProgram, Layout, Load, Program,
                     Region, Route, Slice, Store, TensorDecl, Tile)
-from ir.wkl_cost import kernel_types, route_cycles, stmt_cycles
+from ir.wkl_cost import kernel_cycles, kernel_latency_cycles, kernel_types, route_cycles, stmt_cycles
 
 TOY = load_target("toy")
 ALL = Slice()
@@ -203,10 +203,12 @@ def test_cycle_report_is_the_sum_of_the_cost_rules(linear_data):
     prog = two_kernel_program()
     cycles = simulate(prog, *linear_data, TOY).cycles
     regions = {r.kernel: r for r in prog.layout.regions}
-    want_kernels = {}
+    want_kernels, want_latencies = {}, {}
     for name, kp in prog.kernels.items():
         r = regions[name]
-        want_kernels[name] = sum(stmt_cycles(s, kernel_types(kp), TOY, r.w, r.h) for s in kp.body)
+        want_kernels[name] = kernel_cycles(kp, TOY, r.w, r.h)
+        want_latencies[name] = sum(stmt_cycles(s, kernel_types(kp), TOY, r.w, r.h) for s in kp.body)
+        assert want_latencies[name] == kernel_latency_cycles(kp, TOY, r.w, r.h)
     nbytes = TOKENS * N_OUT * 4
     want_routes = {
         "r0": route_cycles(TOKENS * N_IN * 4, 0, None, regions["lin"], TOY),
@@ -214,9 +216,11 @@ def test_cycle_report_is_the_sum_of_the_cost_rules(linear_data):
         "r2": route_cycles(nbytes, 3, regions["act"], None, TOY),
     }
     assert cycles.kernels == want_kernels and cycles.routes == want_routes
+    assert cycles.kernel_latencies == want_latencies
+    assert want_latencies["lin"] > want_kernels["lin"]  # the 3x2 region's loads take hops
     assert list(cycles.kernels) == ["lin", "act"]  # execution order
     assert want_routes["r1"] > TOY.transfer_cycles(nbytes, 2)  # crossing wafers costs the link
-    assert cycles.latency_cycles == sum(want_kernels.values()) + sum(want_routes.values())
+    assert cycles.latency_cycles == sum(want_latencies.values()) + sum(want_routes.values())
     assert cycles.bottleneck_kernel == "lin" and cycles.bottleneck_cycles == want_kernels["lin"]
     assert cycles.passes_per_second == pytest.approx(TOY.clock_hz / want_kernels["lin"])
     assert cycles.latency_seconds == pytest.approx(cycles.latency_cycles / TOY.clock_hz)

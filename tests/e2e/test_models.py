@@ -45,7 +45,9 @@ def test_default_run_reports_error_and_cycles(compiled):
     assert result.cycles.latency_cycles > 0
     report = json.loads(cm.artifact.files["report.json"])
     # The compiler's estimate and the simulator's count come from the same rules.
-    assert result.cycles.bottleneck_cycles == report["bottleneck_cycles"]
+    assert result.cycles.bottleneck_cycles == report["bottleneck_cycles"]  # stage (busy) cycles
+    assert result.cycles.latency_cycles == report["latency_cycles"]  # kernel latencies and routes
+    assert report["bottleneck_cycles"] <= report["latency_cycles"]
 
 
 def test_llama_attention_is_causal_and_gqa_without_copies(tmp_path):

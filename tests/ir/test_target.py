@@ -108,6 +108,11 @@ def test_timing_rules_of_the_toy_target():
     assert toy.transfer_cycles(64, hops=3) == 64 * 8 // 32 + 3
     assert toy.reduce_cycles(TensorType((4,), DType.f32), pes=1) == 0
     assert toy.reduce_cycles(TensorType((4,), DType.f32), pes=3) == 2 * (4 + 2) + 2
+    # Busy cycles leave out the hops: serialisation in, the adds, serialisation of the broadcast.
+    assert toy.serial_cycles(64) == 16 and toy.hop_cycles(3) == 3
+    assert toy.reduce_busy_cycles(TensorType((4,), DType.f32), pes=3) == 4 + 2 + 4
+    assert toy.reduce_busy_cycles(TensorType((4,), DType.f32), pes=30) == 4 + 2 + 4
+    assert toy.reduce_busy_cycles(TensorType((4,), DType.f32), pes=1) == 0
 
 
 def test_with_fabric_rejects_empty_fabrics():
