@@ -89,6 +89,11 @@ class NameGen:
         base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint) or "v"
         if base[0].isdigit():
             base = f"_{base}"
+        return self.unique(base)
+
+    def unique(self, base: str) -> str:
+        """`base`, or `base_1`, `base_2`, ...: the first name not taken (kept as given, dots and
+        all, for names such as a parameter's dotted path)."""
         name, i = base, 0
         while name in self.taken:
             i += 1

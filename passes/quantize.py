@@ -30,7 +30,7 @@ import ml_dtypes
 import numpy as np
 
 from ir.errors import CompilerError, SourceLoc
-from ir.graph import Graph, Op, Value
+from ir.graph import Graph, NameGen, Op, Value
 from ir.ops import QUANTISED_DTYPES
 from ir.types import DType, TensorType
 from ir.verify import verify_graph
@@ -122,8 +122,8 @@ class _Rewriter:
 
     def __post_init__(self):
         self.params = set(self.graph.params)
-        self.taken = {v.name for v in self.graph.inputs + self.graph.params}
-        self.taken.update(r.name for op in self.graph.ops for r in op.results)
+        self.names = NameGen({v.name for v in self.graph.inputs + self.graph.params} |
+                             {r.name for op in self.graph.ops for r in op.results})
         self.uses = self._uses_by_param()
 
     def rewrite(self, op: Op) -> list[Op]:
@@ -168,7 +168,7 @@ class _Rewriter:
     def _new_weight(self, weight: Value, how: str, loc: SourceLoc) -> _NewWeight:
         if (weight, how) not in self.made:
             keep_name = self.uses[weight] == {how} and how != COLS
-            name = weight.name if keep_name else self._fresh(f"{weight.name}_{self.dtype}")
+            name = weight.name if keep_name else self.names.unique(f"{weight.name}_{self.dtype}")
             self.made[weight, how] = (self._cast(weight, name) if how == CAST
                                       else self._quantize(weight, name, how == COLS, loc))
         return self.made[weight, how]
@@ -179,7 +179,7 @@ class _Rewriter:
 
     def _quantize(self, weight: Value, name: str, transposed: bool, loc: SourceLoc) -> _NewWeight:
         rows, cols = weight.type.shape[::-1] if transposed else weight.type.shape
-        scale = Value(self._fresh(f"{name}_scale"), TensorType((rows,), DType.f32))
+        scale = Value(self.names.unique(f"{name}_scale"), TensorType((rows,), DType.f32))
         w = self.data.get(weight.name)
         if w is not None:
             w = np.asarray(w).T if transposed else np.asarray(w)
@@ -191,20 +191,10 @@ class _Rewriter:
     def _cast_lookup(self, op: Op, table: Value) -> list[Op]:
         """embedding from the cast table, then a cast back to the lookup's old dtype."""
         result = op.result
-        lookup = Value(self._fresh(f"{result.name}_{self.dtype}"),
+        lookup = Value(self.names.unique(f"{result.name}_{self.dtype}"),
                        result.type.with_dtype(self.dtype))
         return [Op("embedding", [table, op.operands[1]], [lookup], dict(op.attrs), op.loc),
                 Op("cast", [lookup], [result], {"dtype": result.type.dtype.value}, op.loc)]
-
-    def _fresh(self, base: str) -> str:
-        """`base`, or `base_1`, `base_2`, ...: the first name no value has (dots kept)."""
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
-
 
 def weight_use(op: Op, params: set[Value], dtype: DType) -> str | None:
     """How this pass rewrites `op`'s weight param to store it as `dtype`, or None to leave it."""

@@ -34,7 +34,7 @@ import torch
 
 from compiler.frontend.capture import Captured, capture
 from compiler.frontend.lower import Lowered, lower
-from ir.graph import Graph, Op, Value
+from ir.graph import Graph, NameGen, Op, Value
 
 TRACED = 2  # layers traced: layer 1 shows how a layer takes its inputs from the one before it
 _PLAIN = (bool, int, float, str, type(None), tuple)
@@ -230,8 +230,8 @@ class _Stamper:
         self.interface = interface
         self.params = dict(params)
         self.copies: list[dict[Value, Value]] = []  # per stamped layer: layer 1's params -> its own
-        self.taken = {v.name for v in [*graph.inputs, *graph.params]} | \
-                     {r.name for op in graph.ops for r in op.results}
+        self.names = NameGen({v.name for v in [*graph.inputs, *graph.params]} |
+                             {r.name for op in graph.ops for r in op.results})
         self.values: dict[Value, Value] = {}  # layer 1's values -> the latest copy's
 
     def stamp(self, template: list[Op], k: int) -> list[Op]:
@@ -241,7 +241,7 @@ class _Stamper:
         copies = []
         for op in template:
             operands = [self._operand(v, k, previous, current) for v in op.operands]
-            results = [Value(self._fresh(f"{r.name}_l{k}"), r.type) for r in op.results]
+            results = [Value(self.names.unique(f"{r.name}_l{k}"), r.type) for r in op.results]
             current.update(zip(op.results, results))
             loc = dataclasses.replace(op.loc, module=op.loc.module.replace(f"{self.stack}.1", f"{self.stack}.{k}", 1))
             copies.append(Op(op.opname, operands, results, dict(op.attrs), loc))
@@ -261,20 +261,11 @@ class _Stamper:
     def _param_copy(self, v: Value, k: int, current: dict) -> Value:
         own = f"{self.stack}.1."
         name = f"{self.stack}.{k}.{v.name[len(own):]}" if v.name.startswith(own) else f"{v.name}.l{k}"
-        copy = Value(self._fresh(name), v.type)
+        copy = Value(self.names.unique(name), v.type)
         self.params[copy.name] = self.params[v.name]
         self.copies[-1][v] = copy
         current[v] = copy
         return copy
-
-    def _fresh(self, name: str) -> str:
-        base, i = name, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
-
 
 def _rewired(op: Op, last: dict[Value, Value]) -> Op:
     return dataclasses.replace(op, operands=[last.get(v, v) for v in op.operands])
