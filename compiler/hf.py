@@ -120,13 +120,18 @@ def _presets_list() -> str:
 # ---------------------------------------------------------------- reading and checking it
 
 
-def _read_config_json(config_file: Path) -> dict:
+def read_json(path: Path, error: type[CompilerError]):
+    """The JSON in `path`; a malformed or unreadable file raises `error` at file:line:col."""
     try:
-        data = json.loads(config_file.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise HFModelError(f"malformed JSON: {e.msg}", Span(str(config_file), e.lineno, e.colno)) from None
+        raise error(f"malformed JSON: {e.msg}", Span(str(path), e.lineno, e.colno)) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise HFModelError(f"cannot read '{config_file}': {first_line(e)}") from None
+        raise error(f"cannot read '{path}': {first_line(e)}") from None
+
+
+def _read_config_json(config_file: Path) -> dict:
+    data = read_json(config_file, HFModelError)
     if not isinstance(data, dict):
         raise HFModelError(f"'{config_file}' must hold a JSON object")
     return data

@@ -19,14 +19,14 @@ Ensures:
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ir.errors import CompilerError, Span
+from compiler.hf import read_json
+from ir.errors import CompilerError
 
 INDEX_FILE = "model.safetensors.index.json"
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -105,12 +105,7 @@ def _checkpoint_from_index(directory: Path, index: Path) -> Checkpoint:
 
 
 def _read_index(index: Path) -> dict[str, str]:
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"malformed JSON: {e.msg}", Span(str(index), e.lineno, e.colno)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise WeightsError(f"cannot read '{index}': {e}") from None
+    data = read_json(index, WeightsError)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
