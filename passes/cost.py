@@ -21,7 +21,7 @@ from ir.kernels import Kernel, KernelCost, KernelGraph, ShapeCost
 from ir.target import Target
 from ir.wkl_cost import kernel_bytes_per_pe, kernel_cycles
 from passes.shard_rules import plan_sharding
-from passes.spmd import flops_of, lower_kernel, param_bytes
+from passes.spmd import flops_of, lower_kernel, param_bytes, state_bytes
 
 SIDES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
@@ -54,7 +54,9 @@ class KernelCostModel:
         self.plan = plan_sharding(self.kernel) if self.kernel.kind == "vector" else None
         self.flops = flops_of(self.kernel)
         self.param_bytes = param_bytes(self.kernel)
-        self.min_pes = max(1, -(-self.param_bytes // self.target.usable_bytes_per_pe))
+        # What the kernel keeps resident however it is shaped: weights and KV cache.
+        self.resident_bytes = self.param_bytes + state_bytes(self.kernel, self.max_context)
+        self.min_pes = max(1, -(-self.resident_bytes // self.target.usable_bytes_per_pe))
 
     @property
     def max_useful_pes(self) -> int | None:

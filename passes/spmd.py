@@ -197,11 +197,15 @@ def _kv_cache(b: _Builder, kernel: Kernel, plan: ShardPlan, n: int, pes: int, co
     pes // n PEs that hold the same shard."""
     for i, op in enumerate(o for o in kernel.ops if o.opname == "sdpa"):
         keys = _shard_block(op.operands[1], plan, n, 1)[1]
-        kept = min(context, op.attrs.get("window") or context)
-        tokens = -(-kept // max(1, pes // n))
+        tokens = -(-_kept_tokens(op, context) // max(1, pes // n))
         cache = keys.with_shape(keys.shape[:2] + (tokens, keys.shape[3]))
         for which in ("k", "v"):
             b.body.append(State(b.names.fresh(f"{which}_cache{i or ''}"), cache))
+
+
+def _kept_tokens(sdpa: Op, context: int) -> int:
+    """Tokens of keys an attention keeps: the context, or its sliding window if shorter."""
+    return min(context, sdpa.attrs.get("window") or context)
 
 
 def _load_block(b: _Builder, op: Op, plan: ShardPlan, n: int, w: int) -> None:
@@ -262,4 +266,17 @@ def flops_of(kernel: Kernel) -> int:
 
 def param_bytes(kernel: Kernel) -> int:
     return sum(p.type.nbytes for p in kernel.params)
+
+
+def state_bytes(kernel: Kernel, max_context: int | None) -> int:
+    """Bytes of KV cache the kernel keeps resident across its whole region (see `_kv_cache`):
+    K and V for every attention, `max_context` tokens (or its window) long."""
+    if not max_context or kernel.kind in ("linear", "embedding"):
+        return 0
+    total = 0
+    for op in kernel.ops:
+        if op.opname == "sdpa":
+            keys = op.operands[1].type
+            total += 2 * keys.nbytes // keys.shape[2] * _kept_tokens(op, max_context)
+    return total
 

@@ -25,7 +25,8 @@ How (each step is its own module):
 Quality figures on the returned Placement (the definitions the report uses):
 - `ideal_stage_cycles`: the compute-only water-filling bound on all the wafers' PEs (see
   `wafer_split`): every kernel gets max(memory minimum, a FLOP-proportional share of the PEs) and
-  takes flops / (min(area, max useful PEs) * SIMD lanes of its dtype) cycles.
+  takes flops / (min(area, max useful PEs) * SIMD lanes of its dtype) cycles. The memory minimum
+  holds everything resident whatever the shape: weights and KV cache (`KernelCostModel.min_pes`).
 - `bottleneck_stage_cycles`: the placement's slowest kernel in that same compute-only model, so
   `bottleneck_ratio_to_ideal` = achieved / ideal >= 1 measures area allocation and packing.
 - `bottleneck_cycles`: the slowest kernel in the real cost model (`KernelCostModel.cost`), which
@@ -50,8 +51,8 @@ from passes.place import SearchBudget
 from passes.refine import refine_layouts
 from passes.serpentine import (Band, SerpentineLayout, ShapeSearch, Stage, bands_of,
                                chain_length2, compute_demand, serpentine_layout)
-from passes.wafer_split import (BandSplitter, split_bands, too_few_wafers, water_fill,
-                                wafers_lower_bound)
+from passes.wafer_split import (BandSplitter, resident_what, split_bands, too_few_wafers,
+                                water_fill, wafers_lower_bound)
 
 LAYOUTS = ("throughput", "latency")
 STRIP_CHOICES = {"throughput": (1, 2, 3, 4), "latency": (1, 2, 3, 4, 6, 8)}
@@ -205,7 +206,8 @@ class _WaferPlanner:
             if serpentine_layout(self.search, [Band((i,), (kind,), None)], (width, height), 1):
                 continue
             return PlacementError(
-                f"kernel '{kernel.name}' fits no {width}x{height} wafer: its weights alone need "
+                f"kernel '{kernel.name}' fits no {width}x{height} wafer: its "
+                f"{resident_what(self.models[i:i + 1])} alone need "
                 f"{self.models[i].min_pes:,} PEs and no region shape inside the fabric holds its "
                 f"tiles and buffers", kernel.loc,
                 hint="one kernel must fit on one wafer: use a larger fabric")

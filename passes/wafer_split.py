@@ -6,7 +6,7 @@ requires: the bands of a model in pipeline order (`passes.serpentine.bands_of`),
 ensures:  `split_bands` returns, for a number of wafers, the index of the first band on each
           wafer (a contiguous, ordered partition: layer boundaries and order are kept), or None
           when no split fits; `wafers_lower_bound` and `too_few_wafers` state what memory alone
-          demands.
+          demands (each kernel's resident bytes: weights and KV cache, `KernelCostModel.min_pes`).
 
 The ideal ("water-filling") stage time is the compute-only bound: every kernel gets an area
 max(its memory minimum, a share of the PEs in proportion to its FLOPs), and a kernel's stage time
@@ -64,6 +64,12 @@ def memory_pes(models: list[KernelCostModel]) -> int:
     return sum(m.min_pes for m in models)
 
 
+def resident_what(models: list[KernelCostModel]) -> str:
+    """What the kernels' memory minima hold, in words."""
+    cached = any(m.resident_bytes > m.param_bytes for m in models)
+    return "weights and KV cache" if cached else "weights"
+
+
 def wafers_lower_bound(models: list[KernelCostModel], wafer_pes: int) -> int:
     return max(1, math.ceil(memory_pes(models) / wafer_pes))
 
@@ -77,11 +83,12 @@ def too_few_wafers(models: list[KernelCostModel], fabric: tuple[int, int],
     holds = width * height * per_pe
     least = wafers_lower_bound(models, width * height)
     return PlacementError(
-        f"the model does not fit {wafers} wafer{'s' if wafers != 1 else ''}: its weights need "
+        f"the model does not fit {wafers} wafer{'s' if wafers != 1 else ''}: its "
+        f"{resident_what(models)} need "
         f"{need:,} bytes of SRAM ({memory_pes(models):,} PEs at {per_pe:,} usable bytes each), "
         f"{math.ceil(need / wafers):,} bytes per wafer, and one {width}x{height} wafer holds "
         f"{holds:,} bytes, so it needs at least {least} wafers",
-        hint=f"use wafers={least} or more, or leave the wafer count to the placer")
+        hint=f"use {least} wafers or more, or let the placer choose the count")
 
 
 # ---------------------------------------------------------------- the split

@@ -476,3 +476,15 @@ def test_model_that_does_not_fit_leaves_no_output(real_api, model_file, tmp_path
     result = waferc("compile", f"{model_file}:model", "-o", out, "--fabric-dims", "1,1", "--time-limit", "2")
     assert assert_clean_failure(result).startswith("error:")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_70b_on_one_wafer_states_what_it_needs_and_writes_nothing(tmp_path):
+    """The real compiler, size-only (about 15 s): memory alone rules out one wafer."""
+    pytest.importorskip("transformers")
+    out = tmp_path / "out"
+    result = waferc("compile", "hf:llama-3.1-70b", "--target", "wse3", "--wafers", "1", "-o", out)
+    message = assert_clean_failure(result)
+    assert message.startswith("error: the model does not fit 1 wafer: its weights and KV cache need")
+    assert "so it needs at least 4 wafers" in message
+    assert not out.exists()

@@ -3,12 +3,12 @@ import pytest
 from ir.kernels import Kernel
 from ir.target import load_target
 from ir.types import DType
-from ir.wkl import Compute, Load, Store, Tile
+from ir.wkl import Compute, Load, State, Store, Tile
 from ir.wkl_cost import kernel_bytes_per_pe
-from passes.cost import CostPass
+from passes.cost import CostPass, KernelCostModel
 from passes.partition import PartitionPass
 from passes.shard_rules import plan_sharding
-from passes.spmd import check_local_types, lower_kernel
+from passes.spmd import check_local_types, lower_kernel, state_bytes
 from tests.builders import GraphBuilder
 
 
@@ -133,7 +133,6 @@ def test_norm_over_a_long_hidden_dim_splits_it_and_completes_the_mean_across_pes
 
 
 def test_attention_keeps_its_kv_cache_resident_split_over_the_region():
-    from ir.wkl import State
     kernel = attention_kernel(hq=4, hkv=2, s=8, d=16)
     kp = lower_kernel(kernel, 4, 2, max_context=1024)  # 2 shards (kv heads), 4 PEs per shard
     states = [s for s in kp.body if isinstance(s, State)]
@@ -142,3 +141,15 @@ def test_attention_keeps_its_kv_cache_resident_split_over_the_region():
     small = lower_kernel(kernel, 2, 1, max_context=1024)
     assert kernel_bytes_per_pe(kp) < kernel_bytes_per_pe(small)
     assert not any(isinstance(s, State) for s in lower_kernel(kernel, 4, 2).body)
+
+
+def test_the_kv_cache_counts_toward_a_kernels_memory_minimum():
+    kernel = attention_kernel(hq=4, hkv=2, s=8, d=16)
+    kp = lower_kernel(kernel, 4, 2, max_context=1024)
+    held = sum(s.type.nbytes for s in kp.body if isinstance(s, State)) * 4 * 2  # every PE's share
+    assert state_bytes(kernel, 1024) == held == 2 * 2 * 1024 * 16 * 4  # K and V, 2 heads, f32
+    target = load_target("toy")
+    cached = KernelCostModel(kernel, target, max_context=1024)
+    assert cached.resident_bytes == held
+    assert cached.min_pes == -(-held // target.usable_bytes_per_pe) > 1
+    assert KernelCostModel(kernel, target).min_pes == 1  # no cache: nothing resident

@@ -29,6 +29,7 @@ class SyntheticModel:
         self.work = work
         self.flops = work * TARGET.simd_f16
         self.min_pes = min_pes
+        self.param_bytes = self.resident_bytes = min_pes * TARGET.usable_bytes_per_pe
         self.max_useful_pes = max_useful
         self.signature = (kernel.kind, work, min_pes, max_useful)
         self.calls = 0
