@@ -58,7 +58,7 @@ def test_lower_bound_and_error_message():
     assert f"{memory * usable:,} bytes of SRAM" in error.message
     assert f"one 32x20 wafer holds {640 * usable:,} bytes" in error.message
     assert "at least 2 wafers" in error.message
-    assert "wafers=2" in error.hint
+    assert "use 2 wafers or more" in error.hint
 
 
 # ---------------------------------------------------------------- the split
