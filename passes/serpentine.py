@@ -336,17 +336,25 @@ class SerpentineLayout:
 class Frame:
     """Where one wafer's bands go. The layers run along `strips` equal horizontal strips: left
     to right along the first, right to left along the next, and so on. The bands before the first
-    layer (the embedding) stand as a column at the left end of the top `lead_span` strips, the
-    bands after the last layer (final norm and head) as a column at the end of the bottom
-    `trail_span` strips where the last strip ends (right for an odd strip count, else left), so
-    a big single kernel such as the head is not squeezed into one short strip."""
+    layer (the embedding) stand as a column at the left end of the top `lead_span` strips, or,
+    with `lead_row` > 0, lie side by side in a row that many PEs tall across the top of the wafer,
+    above the strips. The bands after the last layer (final norm and head) stand as a column at
+    the end of the bottom `trail_span` strips where the last strip ends (right for an odd strip
+    count, else left), so a big single kernel such as the head is not squeezed into one short
+    strip.
+
+    A row costs the strips some height, a column some width. Which is better depends on how the
+    layers divide into the strips: a whole number of layers fits each strip, so a column can
+    leave a strip's last few columns unused where a row would not (Llama-3.1-8B on a wse3: one
+    strip of 32 layers beside a lead column is 1.5% slower than under a lead row)."""
 
     fabric: tuple[int, int]
     strips: int
     lead: int = 0        # bands in the leading column
     trail: int = 0       # bands in the trailing column
-    lead_span: int = 1   # strips the leading column spans
+    lead_span: int = 1   # strips the leading column spans (0 when they lie in a row)
     trail_span: int = 1  # strips the trailing column spans
+    lead_row: int = 0    # height of the leading row (0: the leading bands stand as a column)
 
     @staticmethod
     def for_bands(bands: list[Band], fabric: tuple[int, int], strips: int) -> "Frame":
@@ -359,7 +367,14 @@ class Frame:
 
     @property
     def strip_height(self) -> int:
-        return self.fabric[1] // self.strips
+        return (self.fabric[1] - self.lead_row) // self.strips
+
+    def strip_y(self, strip: int) -> int:
+        return self.lead_row + strip * self.strip_height
+
+    def as_row(self, height: int) -> "Frame":
+        """This frame with the leading bands in a row `height` PEs tall across the top."""
+        return replace(self, lead_span=0, lead_row=height)
 
     @property
     def trail_on_right(self) -> bool:
@@ -375,6 +390,8 @@ class Frame:
         return "trail" if k >= count - self.trail else "body"
 
     def box_height(self, role: str) -> int:
+        if role == "lead" and self.lead_row:
+            return self.lead_row
         span = {"lead": self.lead_span, "trail": self.trail_span, "body": 1}[role]
         return span * self.strip_height
 
@@ -401,6 +418,8 @@ def place_bands(bands: list[Band], layouts: list[BandLayout],
     lead_w = sum(layout.w for layout, r in zip(layouts, roles) if r == "lead")
     trail_w = sum(layout.w for layout, r in zip(layouts, roles) if r == "trail")
     body = [k for k in range(n) if roles[k] == "body"]
+    if frame.lead_row and lead_w > frame.fabric[0]:
+        return None
     in_strips = _place_in_strips([bands[k] for k in body], [layouts[k] for k in body],
                                  frame, lead_w, trail_w)
     if in_strips is None:
@@ -408,7 +427,7 @@ def place_bands(bands: list[Band], layouts: list[BandLayout],
     placed = dict(zip(body, in_strips))
     placed.update(_column(bands, layouts, [k for k in range(n) if roles[k] == "lead"], 0, 0))
     trail_x = frame.fabric[0] - trail_w if frame.trail_on_right else 0
-    trail_y = (frame.strips - frame.trail_span) * frame.strip_height
+    trail_y = frame.strip_y(frame.strips - frame.trail_span)
     placed.update(_column(bands, layouts, [k for k in range(n) if roles[k] == "trail"],
                           trail_x, trail_y))
     return [placed[k] for k in range(n)]
@@ -441,7 +460,7 @@ def _place_in_strips(bands: list[Band], layouts: list[BandLayout], frame: Frame,
             return None
         x = left + used if strip % 2 == 0 else right - used - layout.w
         flipped = not flipped
-        placed.append(PlacedBand(band, x, strip * strip_h, layout, flipped))
+        placed.append(PlacedBand(band, x, frame.strip_y(strip), layout, flipped))
         used += layout.w
     return placed
 
@@ -601,28 +620,50 @@ class _Builder:
         return self._sizers[height]
 
     def attempt(self, stage: Stage) -> tuple[Frame, list[PlacedBand]] | None:
-        """The narrowest bands meeting the stage, placed with the columns' spans that take the
-        least area; None if they do not fit."""
-        frame = self._spans(stage)
-        if frame is None:
-            return None
-        layouts = [self.sizer(frame.box_height(role)).narrowest(b, stage)
-                   for b, role in zip(self.bands, self.roles)]
-        if any(layout is None for layout in layouts):
-            return None
-        placed = place_bands(self.bands, layouts, frame)
-        return None if placed is None else (frame, placed)
+        """The narrowest bands meeting the stage, placed in the first frame that holds them
+        (see `_frames`); None if none does."""
+        for frame in self._frames(stage):
+            layouts = [self.sizer(frame.box_height(role)).narrowest(b, stage)
+                       for b, role in zip(self.bands, self.roles)]
+            if any(layout is None for layout in layouts):
+                continue
+            placed = place_bands(self.bands, layouts, frame)
+            if placed is not None:
+                return frame, placed
+        return None
 
-    def _spans(self, stage: Stage) -> Frame | None:
-        """The frame whose end columns take the least area at this stage (fewest strips on a
-        tie), or None if some column fits no span."""
+    def _frames(self, stage: Stage):
+        """The frames to try at this stage, lazily: the end columns at every pair of spans that
+        fits, least column area first (fewest strips on a tie), then the leading bands as the
+        shortest row that holds them, with the trailing column at each span."""
         spans = range(1, self.frame.strips + 1)
         options = [replace(self.frame, lead_span=a, trail_span=b) for a in spans for b in spans]
         costs = [(self._column_area(f, "lead", stage), self._column_area(f, "trail", stage), f)
                  for f in options if f.spans_fit()]
         costs = [(a + b, f.lead_span + f.trail_span, f) for a, b, f in costs
                  if a is not None and b is not None]
-        return min(costs, key=lambda c: c[:2])[2] if costs else None
+        yield from (f for *_, f in sorted(costs, key=lambda c: c[:2]))
+        row = self._lead_row(stage)
+        if row is not None:
+            yield from (replace(self.frame.as_row(row), trail_span=b) for b in spans)
+
+    def _lead_row(self, stage: Stage) -> int | None:
+        """The fewest rows in which the leading bands, side by side, span at most the fabric's
+        width at this stage; None if there are none or they need more than a strip's height."""
+        lead = [b for b, r in zip(self.bands, self.roles) if r == "lead"]
+        width, height = self.frame.fabric
+
+        def fits(rows: int) -> bool:
+            layouts = [self.sizer(rows).narrowest(b, stage) for b in lead]
+            return all(layouts) and sum(layout.w for layout in layouts) <= width
+        top = height // (self.frame.strips + 1)
+        if not lead or top < 1 or not fits(top):
+            return None
+        lo, hi = 0, top  # fits(hi); fits(lo) is false (or lo == 0)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        return hi
 
     def _column_area(self, frame: Frame, role: str, stage: Stage) -> int | None:
         """The area (PEs of whole strips) a column takes at this span, or None if it cannot."""
@@ -652,7 +693,7 @@ class _Builder:
         trail_w = sum(p.layout.w for p, r in zip(placed, self.roles) if r == "trail")
         extra = [0] * len(placed)
         for strip in range(frame.strips):
-            y = strip * frame.strip_height
+            y = frame.strip_y(strip)
             members = [k for k, p in enumerate(placed) if self.roles[k] == "body" and p.y == y]
             if not members:
                 continue

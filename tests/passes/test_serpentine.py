@@ -110,6 +110,21 @@ def test_serpentine_runs_along_strips_and_alternates():
     assert [p.flipped for p in placed[1:7]] == [False, True, False, False, True, False]
 
 
+def test_a_lead_row_lies_across_the_top_and_the_strips_share_the_rest():
+    bands = [band(0, None)] + [band(k, k) for k in range(1, 7)] + [band(7, None)]
+    frame = Frame.for_bands(bands, (30, 22), strips=2).as_row(2)
+    assert frame.strip_height == 10 and frame.box_height("lead") == 2
+    layouts = [stacked(24, 2, (2,))] + [stacked(8, 10, (10,))] * 6 + [stacked(6, 10, (10,))]
+    placed = place_bands(bands, layouts, frame)
+    xs = [(p.x, p.y) for p in placed]
+    # The row takes no columns from the first strip: three layers from its left edge.
+    assert xs[0] == (0, 0)
+    assert xs[1:4] == [(0, 2), (8, 2), (16, 2)]
+    assert xs[4:7] == [(22, 12), (14, 12), (6, 12)]
+    assert xs[7] == (0, 12)
+    assert place_bands(bands, [stacked(31, 2, (2,))] + layouts[1:], frame) is None  # too wide
+
+
 def test_bands_that_do_not_fit_the_strips_fail():
     bands = [band(k, k) for k in range(5)]
     frame = Frame.for_bands(bands, (20, 10), strips=1)
@@ -127,6 +142,17 @@ def test_flipped_bands_mirror_their_layout():
 # ---------------------------------------------------------------- the layout
 
 
+def assert_fits_disjoint(models, rects, fabric) -> None:
+    """Every rectangle inside the fabric, fitting SRAM, and no two sharing a PE."""
+    cells = set()
+    for m, r in zip(models, rects):
+        assert 0 <= r.x and r.x + r.w <= fabric[0] and 0 <= r.y and r.y + r.h <= fabric[1]
+        assert m.cost(r.w, r.h) is not None
+        new = {(r.x + dx, r.y + dy) for dx in range(r.w) for dy in range(r.h)}
+        assert not cells & new
+        cells |= new
+
+
 @pytest.mark.parametrize("strips", [1, 2, 3])
 def test_layout_is_valid(strips):
     kernels, models = synthetic_model(layers=6)
@@ -135,14 +161,19 @@ def test_layout_is_valid(strips):
     layout = serpentine_layout(search, bands, (64, 48), strips)
     rects = layout.rects()
     assert len(rects) == len(kernels)
-    cells = set()
-    for m, r in zip(models, rects):
-        assert 0 <= r.x and r.x + r.w <= 64 and 0 <= r.y and r.y + r.h <= 48
-        assert m.cost(r.w, r.h) is not None
-        new = {(r.x + dx, r.y + dy) for dx in range(r.w) for dy in range(r.h)}
-        assert not cells & new
-        cells |= new
+    assert_fits_disjoint(models, rects, (64, 48))
     assert layout.stage.real == max(m.cost(r.w, r.h).cycles for m, r in zip(models, rects))
+
+
+def test_the_lead_bands_lie_in_a_row_where_that_fits_the_layers_better():
+    kernels, models = synthetic_model(layers=5)
+    search = ShapeSearch(models, 80)
+    bands = bands_of([k.layer for k in kernels], search.kind)
+    layout = serpentine_layout(search, bands, (40, 80), 1)
+    lead, first = layout.bands[0], layout.bands[1]
+    assert (lead.x, lead.y) == (0, 0) and lead.layout.w > lead.layout.h  # a row, not a column
+    assert first.y == lead.layout.h and first.layout.h == 80 - lead.layout.h
+    assert_fits_disjoint(models, layout.rects(), (40, 80))
 
 
 def test_more_room_is_never_slower_and_too_little_is_none():
