@@ -279,4 +279,3 @@ def state_bytes(kernel: Kernel, max_context: int | None) -> int:
             keys = op.operands[1].type
             total += 2 * keys.nbytes // keys.shape[2] * _kept_tokens(op, max_context)
     return total
-
