@@ -129,24 +129,9 @@ class ShapeSearch:
         return self._fit[key]
 
     def _search_fit(self, i: int, w: int) -> int | None:
-        # An area of min_pes is necessary, so start there and gallop up.
-        lo = max(1, math.ceil(self.models[i].min_pes / w))
-        if lo > self.max_height:
-            return None
-        if self.cycles(i, w, lo) is not None:
-            return lo
-        step, hi = 1, lo
-        while True:
-            lo, hi = hi, min(self.max_height, hi + step)
-            if self.cycles(i, w, hi) is not None:
-                break
-            if hi == self.max_height:
-                return None
-            step *= 2
-        while hi - lo > 1:  # cost(lo) is None, cost(hi) fits
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if self.cycles(i, w, mid) is not None else (mid, hi)
-        return hi
+        # An area of min_pes is necessary, so start there.
+        return gallop(lambda h: self.cycles(i, w, h) is not None,
+                      max(1, math.ceil(self.models[i].min_pes / w)), self.max_height)
 
     def min_height(self, i: int, w: int, stage: Stage, cap: int) -> int | None:
         """The smallest height <= cap at width w that fits SRAM and meets both stage times.
@@ -212,6 +197,27 @@ class ShapeSearch:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if self._time(i, w, mid) <= real else (mid, hi)
         return hi
+
+
+def gallop(ok, lo: int, limit: int) -> int | None:
+    """The smallest n in [lo, limit] with ok(n), for ok monotone (false, then true): steps up
+    from lo by doubling strides, then bisects the last stride. None if ok(limit) is false."""
+    if lo > limit:
+        return None
+    if ok(lo):
+        return lo
+    step, hi = 1, lo
+    while True:
+        lo, hi = hi, min(limit, hi + step)
+        if ok(hi):
+            break
+        if hi == limit:
+            return None
+        step *= 2
+    while hi - lo > 1:  # ok(lo) is false, ok(hi) true
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
 
 
 # ---------------------------------------------------------------- bands
@@ -528,22 +534,7 @@ class BandSizer:
         known = self._known.get(band.key, [])
         memory = sum(self.search.models[i].min_pes for i in band.kernels)
         lo = max([w for s, w in known if s.looser_than(stage)] + [math.ceil(memory / self.cap)])
-        if lo > self.width:
-            return None
-        if self.heights(band, lo, stage) is not None:
-            return lo
-        step, hi = 1, lo
-        while True:
-            lo, hi = hi, min(self.width, hi + step)
-            if self.heights(band, hi, stage) is not None:
-                break
-            if hi == self.width:
-                return None
-            step *= 2
-        while hi - lo > 1:  # lo does not fit, hi does
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if self.heights(band, mid, stage) is not None else (mid, hi)
-        return hi
+        return gallop(lambda w: self.heights(band, w, stage) is not None, lo, self.width)
 
     def fastest(self, band: Band, w: int) -> BandLayout | None:
         """The stacked layout at width w with the fastest slowest kernel (real cycles, then
@@ -657,14 +648,7 @@ class _Builder:
         def fits(rows: int) -> bool:
             layouts = [self.sizer(rows).narrowest(b, stage) for b in lead]
             return all(layouts) and sum(layout.w for layout in layouts) <= width
-        top = height // (self.frame.strips + 1)
-        if not lead or top < 1 or not fits(top):
-            return None
-        lo, hi = 0, top  # fits(hi); fits(lo) is false (or lo == 0)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-        return hi
+        return gallop(fits, 1, height // (self.frame.strips + 1)) if lead else None
 
     def _column_area(self, frame: Frame, role: str, stage: Stage) -> int | None:
         """The area (PEs of whole strips) a column takes at this span, or None if it cannot."""
