@@ -200,12 +200,16 @@ def refine_layouts(search: ShapeSearch, layouts: list[SerpentineLayout], budget:
             firsts.setdefault(placed.box_key, placed)
     stage = Stage(max(layout.stage.real for layout in layouts),
                   max(layout.stage.compute for layout in layouts))
+    # A U-turn (pair) band is kept as built: its chain does not run from top to bottom, and
+    # its stacks and slabs leave nothing to rearrange.
+    turns = [band_stage(search, p.band, p.layout).real
+             for p in firsts.values() if p.layout.u_turn]
     refiners = {key: BandRefiner(search, placed.band, placed.layout, stage)
-                for key, placed in firsts.items()}
+                for key, placed in firsts.items() if not placed.layout.u_turn}
     fastest = {key: (r.start, r.stage) for key, r in refiners.items()}
     if faster:
-        fastest.update(_faster(refiners, budget.share(0.5)))
-    bottleneck = max(stage for _, stage in fastest.values())
+        fastest.update(_faster(refiners, budget.share(0.5), max(turns, default=0)))
+    bottleneck = max([stage for _, stage in fastest.values()] + turns)
     done = {key: r.settled(fastest[key][0], bottleneck) for key, r in refiners.items()}
     left = {key: r for key, r in refiners.items() if done[key] is None}
     shares = _shares(left, budget.share(0.5 if faster else 1.0))
@@ -214,12 +218,11 @@ def refine_layouts(search: ShapeSearch, layouts: list[SerpentineLayout], budget:
     return [layout.with_layouts(done) for layout in layouts]
 
 
-def _faster(refiners: dict, budget: SearchBudget) -> dict:
+def _faster(refiners: dict, budget: SearchBudget, floor: float = 0) -> dict:
     """Solves for speed only the bands that could gain MIN_GAIN without going below what some
-    band cannot beat anyway (its slowest kernel's fastest candidate). Bands are looked at
-    slowest first, and a band faster than that floor cannot raise it, so the rest are skipped
-    without making their candidates."""
-    floor = 0
+    band cannot beat anyway (its slowest kernel's fastest candidate, or `floor`, set by bands
+    that are not refined). Bands are looked at slowest first, and a band faster than that floor
+    cannot raise it, so the rest are skipped without making their candidates."""
     for r in sorted(refiners.values(), key=lambda r: -r.stage):
         if r.stage < floor:
             break

@@ -13,7 +13,9 @@ along the first strip, right to left along the next, and so on (see `Frame`). Th
 the first layer and after the last stand as columns at the two ends, spanning as many strips as
 makes them cheapest, so that a big single kernel like the head is not squeezed into one short
 strip. Inside a band every kernel spans the band's width and the kernels stack top to bottom,
-the next band bottom to top, so consecutive kernels touch or nearly so.
+the next band bottom to top, so consecutive kernels touch or nearly so. Identical neighbouring
+layers may instead go as pairs (`paired`, `pair_layout`): two half-width stacks in a U turn,
+each layer's last kernel a slab across both, for kernels that need much less area wide.
 
 Sizes come from a target `Stage`: at a stage each kernel needs the smallest height (at its band's
 width) that meets it, each band the smallest width whose kernels fit the strip's height, and the
@@ -231,6 +233,7 @@ class Band:
     kernels: tuple[int, ...]  # indices into the kernel list, in pipeline order
     key: tuple                # the kernels' kinds (`ShapeSearch.kind`: equal signatures)
     layer: int | None
+    pair: bool = False        # two identical layers laid out together (see `paired`)
 
 
 def bands_of(layers: list[int | None], kinds: list[int]) -> list[Band]:
@@ -246,6 +249,31 @@ def bands_of(layers: list[int | None], kinds: list[int]) -> list[Band]:
         groups[-1].append(i)
     return [Band(tuple(g), tuple(kinds[i] for i in g),
                  next((layers[i] for i in g if layers[i] is not None), None)) for g in groups]
+
+
+def paired(bands: list[Band]) -> list[Band]:
+    """The bands with consecutive identical layers joined two by two into pair bands (see
+    `pair_layout`); a layer left without a partner stays single. Deterministic in the bands'
+    keys, so equal runs of bands pair up alike."""
+    out: list[Band] = []
+    k = 0
+    while k < len(bands):
+        a = bands[k]
+        b = bands[k + 1] if k + 1 < len(bands) else None
+        if b is not None and _pairable(a, b):
+            out.append(Band(a.kernels + b.kernels, ("pair",) + a.key, a.layer, pair=True))
+            k += 2
+        else:
+            out.append(a)
+            k += 1
+    return out
+
+
+def _pairable(a: Band, b: Band) -> bool:
+    """Two whole, different, identical layers of more than one kernel (a layer cut at
+    MAX_BAND_KERNELS is in bands of the same layer, which never pair)."""
+    return (a.layer is not None and b.layer is not None and a.layer != b.layer
+            and a.key == b.key and len(a.kernels) > 1 and not (a.pair or b.pair))
 
 
 def _band_labels(layers: list[int | None]) -> list[object]:
@@ -281,18 +309,41 @@ class Rect:
 @dataclass(frozen=True)
 class BandLayout:
     """A band's kernels inside its w x h box (the band's columns of one strip), in the band's own
-    frame: the pipeline enters at the top edge and leaves at the bottom edge. Identical bands
-    share one (stamping)."""
+    frame: the pipeline enters at the top edge and leaves at the bottom edge, or, for a `u_turn`
+    layout, at the top edge again. Identical bands share one (stamping)."""
 
     w: int
     h: int
     rects: tuple[Rect, ...]  # one per kernel of the band, relative to the box
+    u_turn: bool = False
 
 
 def stacked(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
     """Kernels spanning the band's width, stacked down from the top of a w x box_height box."""
     tops = [sum(heights[:k]) for k in range(len(heights))]
     return BandLayout(w, box_height, tuple(Rect(0, y, w, h) for y, h in zip(tops, heights)))
+
+
+def pair_layout(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
+    """Two identical layers in a w x box_height box, a U turn: the first layer's kernels stacked
+    down the left half, its last kernel a slab across the whole width below them, the second
+    layer's kernels stacked up the right half and its last kernel a slab across the top.
+    `heights` are one layer's: every kernel's but the last at width w // 2, then the last one's
+    at width w (the rows below the lower slab stay free).
+
+    A layer's kernels disagree about their best width -- cost curves are sawtooths of tile
+    ceilings, and a layer's last projection (e.g. an MLP's down projection, whose long input
+    runs down the rows) can need 10% more area at a narrow band's width than at twice it -- so
+    a pair lets that kernel have twice the width without breaking the chain: each slab touches
+    the stack before it and the stack after it."""
+    half = w // 2
+    *stack, slab = heights
+    depth = sum(stack)
+    tops = [slab + sum(stack[:j]) for j in range(len(stack))]
+    first = [Rect(0, y, half, h) for y, h in zip(tops, stack)] + [Rect(0, slab + depth, w, slab)]
+    # The second layer runs bottom to top: the first layer's stack mirrored into the right half.
+    second = [Rect(half, 2 * slab + depth - y - h, half, h) for y, h in zip(tops, stack)]
+    return BandLayout(w, box_height, tuple(first + second + [Rect(0, 0, w, slab)]), u_turn=True)
 
 
 @dataclass(frozen=True)
@@ -451,22 +502,24 @@ def _column(bands: list[Band], layouts: list[BandLayout], members: list[int], x:
 
 def _place_in_strips(bands: list[Band], layouts: list[BandLayout], frame: Frame, lead_w: int,
                      trail_w: int) -> list[PlacedBand] | None:
-    """Bands along the strips, within each strip's bounds; None if they run out of strips."""
+    """Bands along the strips, within each strip's bounds; None if they run out of strips. The
+    chain starts each strip at its top edge; a band enters at the edge where the one before it
+    left (flipped if that is the bottom) and a U-turn band leaves there too."""
     strip_h = frame.strip_height
     placed: list[PlacedBand] = []
-    strip, used, flipped = 0, 0, True
+    strip, used, at_top = 0, 0, True
     for band, layout in zip(bands, layouts):
         left, right = frame.strip_bounds(strip, lead_w, trail_w)
         while used + layout.w > right - left:
-            strip, used, flipped = strip + 1, 0, True
+            strip, used, at_top = strip + 1, 0, True
             if strip >= frame.strips:
                 return None
             left, right = frame.strip_bounds(strip, lead_w, trail_w)
         if layout.h > strip_h:
             return None
         x = left + used if strip % 2 == 0 else right - used - layout.w
-        flipped = not flipped
-        placed.append(PlacedBand(band, x, frame.strip_y(strip), layout, flipped))
+        placed.append(PlacedBand(band, x, frame.strip_y(strip), layout, not at_top))
+        at_top = at_top == layout.u_turn
         used += layout.w
     return placed
 
@@ -494,8 +547,8 @@ def stage_of(search: ShapeSearch, placed) -> Stage:
 
 
 class BandSizer:
-    """Stacked layouts of bands for a strip height: the narrowest one meeting a stage, and the
-    fastest one at a given width; memoised per band key."""
+    """Layouts of bands for a box height -- stacked, or a U turn for a pair band: the narrowest
+    one meeting a stage, and the fastest one at a given width; memoised per band key."""
 
     def __init__(self, search: ShapeSearch, width: int, strip_height: int):
         self.search = search
@@ -505,11 +558,26 @@ class BandSizer:
         self._known: dict = {}      # key -> [(stage, width)] found, to bracket later searches
         self._fastest: dict = {}    # (key, width) -> BandLayout | None
 
-    def heights(self, band: Band, w: int, stage: Stage) -> tuple[int, ...] | None:
-        """Each kernel's smallest height at width w meeting the stage, or None if the stack does
-        not fit the strip."""
-        out, left = [], self.cap
-        for i in band.kernels:
+    def layout(self, band: Band, w: int, stage: Stage) -> BandLayout | None:
+        """The band at width w with each kernel at its smallest height meeting the stage, or
+        None if that does not fit the box."""
+        if not band.pair:
+            heights = self._stack(band.kernels, w, stage, self.cap)
+            return None if heights is None else stacked(w, self.cap, heights)
+        *stack, last = band.kernels[:len(band.kernels) // 2]
+        if w < 2:
+            return None
+        slab = self.search.min_height(last, w, stage, self.cap // 2)
+        if slab is None:
+            return None
+        heights = self._stack(stack, w // 2, stage, self.cap - 2 * slab)
+        return None if heights is None else pair_layout(w, self.cap, heights + (slab,))
+
+    def _stack(self, kernels, w: int, stage: Stage, cap: int) -> tuple[int, ...] | None:
+        """Each kernel's smallest height at width w meeting the stage, or None if together they
+        are taller than cap."""
+        out, left = [], cap
+        for i in kernels:
             h = self.search.min_height(i, w, stage, left)
             if h is None:
                 return None
@@ -521,8 +589,7 @@ class BandSizer:
         key = (band.key, stage)
         if key not in self._narrowest:
             w = self._narrowest_width(band, stage)
-            self._narrowest[key] = (None if w is None
-                                    else stacked(w, self.cap, self.heights(band, w, stage)))
+            self._narrowest[key] = None if w is None else self.layout(band, w, stage)
             if w is not None:
                 self._known.setdefault(band.key, []).append((stage, w))
         return self._narrowest[key]
@@ -534,30 +601,25 @@ class BandSizer:
         known = self._known.get(band.key, [])
         memory = sum(self.search.models[i].min_pes for i in band.kernels)
         lo = max([w for s, w in known if s.looser_than(stage)] + [math.ceil(memory / self.cap)])
-        return gallop(lambda w: self.heights(band, w, stage) is not None, lo, self.width)
+        return gallop(lambda w: self.layout(band, w, stage) is not None, lo, self.width)
 
     def fastest(self, band: Band, w: int) -> BandLayout | None:
-        """The stacked layout at width w with the fastest slowest kernel (real cycles, then
-        compute-only), or None if the band does not fit the strip at that width."""
+        """The layout at width w with the fastest slowest kernel (real cycles, then compute-only),
+        or None if the band does not fit the box at that width."""
         key = (band.key, w)
         if key not in self._fastest:
             self._fastest[key] = self._fastest_at(band, w)
         return self._fastest[key]
 
     def _fastest_at(self, band: Band, w: int) -> BandLayout | None:
-        heights = self.heights(band, w, Stage())
-        if heights is None:
+        layout = self.layout(band, w, Stage())
+        if layout is None:
             return None
-        real = self._slowest(band, w, heights).real
-        heights = _smallest_passing(lambda t: self.heights(band, w, Stage(real=t)), 0, real,
-                                    heights)
-        slowest = self._slowest(band, w, heights)
-        heights = _smallest_passing(lambda t: self.heights(band, w, Stage(slowest.real, t)), 0,
-                                    slowest.compute, heights)
-        return stacked(w, self.cap, heights)
-
-    def _slowest(self, band: Band, w: int, heights: tuple[int, ...]) -> Stage:
-        return band_stage(self.search, band, stacked(w, self.cap, heights))
+        real = band_stage(self.search, band, layout).real
+        layout = _smallest_passing(lambda t: self.layout(band, w, Stage(real=t)), 0, real, layout)
+        slowest = band_stage(self.search, band, layout)
+        return _smallest_passing(lambda t: self.layout(band, w, Stage(slowest.real, t)), 0,
+                                 slowest.compute, layout)
 
 
 def _smallest_passing(attempt, lo: float, hi: float, found):

@@ -15,10 +15,11 @@ How (each step is its own module):
    by dynamic programming to balance the wafers' water-filled stage times; then bands are moved
    between wafers while that makes the slowest wafer faster in the real cost model;
 2. construct (`serpentine`): per wafer, the layers as bands in a serpentine over 1 to 4 strips
-   (more for "latency"), sized by bisecting the stage time; "throughput" keeps, per wafer, the
-   shortest-chain layout that is as fast as the slowest wafer's best, "latency" the shortest
-   within `latency_slack` of it;
-3. refine (`refine`): each distinct band (identical layers in equal boxes) is re-solved once with
+   (more for "latency"), single or in pairs, sized by bisecting the stage time; "throughput"
+   keeps, per wafer, the shortest-chain layout that is as fast as the slowest wafer's best,
+   "latency" the shortest within `latency_slack` of it;
+3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs are kept
+   as built) is re-solved once with
    CP-SAT -- fastest slowest kernel ("throughput" only), then, capped at the whole placement's
    bottleneck, the shortest chain -- and the answer is stamped onto all its copies.
 
@@ -50,7 +51,7 @@ from passes.cost import KernelCostModel
 from passes.place import SearchBudget
 from passes.refine import refine_layouts
 from passes.serpentine import (Band, SerpentineLayout, ShapeSearch, Stage, bands_of,
-                               chain_length2, compute_demand, serpentine_layout)
+                               chain_length2, compute_demand, paired, serpentine_layout)
 from passes.wafer_split import (BandSplitter, resident_what, split_bands, too_few_wafers,
                                 water_fill, wafers_lower_bound)
 
@@ -267,10 +268,15 @@ class _WaferConstructor:
         return options if all(options) else None
 
     def _candidates(self, bands: list[Band], floor: float) -> list[SerpentineLayout]:
+        """A layout per strip count, with the layers single and, where there are identical
+        neighbours, in pairs."""
         key = tuple(b.key for b in bands)
         if key not in self._memo:
-            self._memo[key] = [layout for strips in self.strips if (layout := serpentine_layout(
-                self.search, bands, self.fabric, strips, floor))]
+            groupings = [bands] + [together for together in [paired(bands)]
+                                   if len(together) < len(bands)]
+            self._memo[key] = [layout for grouped in groupings for strips in self.strips
+                               if (layout := serpentine_layout(self.search, grouped, self.fabric,
+                                                               strips, floor))]
         return self._memo[key]
 
     def _rebalance(self, bands: list[Band], starts: list[int], splitter: BandSplitter,
@@ -341,7 +347,10 @@ def _moves(starts: list[int], source: int, count: int) -> list[list[int]]:
 
 
 def _rebind(layout: SerpentineLayout, bands: list[Band]) -> SerpentineLayout:
-    """A memoised wafer layout given to another run of the same band keys (other kernels)."""
+    """A memoised wafer layout given to another run of the same band keys (other kernels),
+    paired as the layout's bands are."""
+    if any(p.band.pair for p in layout.bands):
+        bands = paired(bands)
     placed = tuple(replace(p, band=band) for p, band in zip(layout.bands, bands))
     return replace(layout, bands=placed)
 

@@ -7,9 +7,9 @@ import math
 import pytest
 
 from ir.kernels import ShapeCost
-from passes.serpentine import (Band, BandLayout, Frame, ShapeSearch, Stage, bands_of,
-                               place_bands, serpentine_layout, stacked)
-from tests.passes.test_wafer_place import SyntheticModel, synthetic_model
+from passes.serpentine import (Band, BandLayout, Frame, Rect, ShapeSearch, Stage, bands_of,
+                               pair_layout, paired, place_bands, serpentine_layout, stacked)
+from tests.passes.test_wafer_place import SyntheticModel, synthetic_model, wide_last_model
 
 
 class GemvModel(SyntheticModel):
@@ -83,6 +83,21 @@ def test_bands_follow_layers():
     assert bands[1].key[:2] == bands[2].key  # layers 0 and 1 start alike
 
 
+def test_identical_neighbouring_layers_pair_up():
+    kernels, models = synthetic_model(layers=5)
+    search = ShapeSearch(models, 64)
+    bands = bands_of([k.layer for k in kernels], search.kind)
+    joined = paired(bands)
+    assert [b.layer for b in joined] == [None, 0, 2, 4, None]
+    assert [b.pair for b in joined] == [False, True, True, False, False]
+    assert joined[1].kernels == bands[1].kernels + bands[2].kernels
+    assert joined[1].key == joined[2].key == ("pair",) + bands[1].key
+    # Layers of different kinds, a layer cut in two, and single kernels never pair.
+    assert not any(b.pair for b in paired([Band((0, 1), (0, 1), 0), Band((2, 3), (0, 2), 1)]))
+    assert not any(b.pair for b in paired([Band((0, 1), (0, 1), 0), Band((2, 3), (0, 1), 0)]))
+    assert not any(b.pair for b in paired([Band((0,), (0,), 0), Band((1,), (0,), 1)]))
+
+
 def test_long_bands_are_cut_and_layerless_kernels_stand_alone():
     assert [len(b.kernels) for b in bands_of([3] * 40, [0] * 40)] == [16, 16, 8]
     assert [b.kernels for b in bands_of([None] * 3, [0] * 3)] == [(0,), (1,), (2,)]
@@ -132,6 +147,29 @@ def test_bands_that_do_not_fit_the_strips_fail():
     assert place_bands(bands, [stacked(4, 10, (10,))] * 5, frame) is not None
 
 
+def touch(a: Rect, b: Rect) -> bool:
+    """The two rectangles share a stretch of edge."""
+    side = (a.x + a.w == b.x or b.x + b.w == a.x) and min(a.y + a.h, b.y + b.h) > max(a.y, b.y)
+    top = (a.y + a.h == b.y or b.y + b.h == a.y) and min(a.x + a.w, b.x + b.w) > max(a.x, b.x)
+    return side or top
+
+
+def test_a_pair_is_a_u_turn_with_each_layers_last_kernel_across_the_box():
+    layout = pair_layout(10, 20, (3, 4, 5, 2))
+    assert layout.u_turn and (layout.w, layout.h) == (10, 20)
+    first, second = layout.rects[:4], layout.rects[4:]
+    assert first == (Rect(0, 2, 5, 3), Rect(0, 5, 5, 4), Rect(0, 9, 5, 5), Rect(0, 14, 10, 2))
+    assert second == (Rect(5, 11, 5, 3), Rect(5, 7, 5, 4), Rect(5, 2, 5, 5), Rect(0, 0, 10, 2))
+    assert all(touch(a, b) for a, b in zip(layout.rects, layout.rects[1:]))
+
+
+def test_a_u_turn_band_leaves_the_next_one_entering_where_it_entered():
+    bands = [Band((0, 1), ("pair", 0), 0, pair=True), band(2, 2), band(3, 3), band(4, 4)]
+    layouts = [pair_layout(4, 10, (8, 1))] + [stacked(3, 10, (10,))] * 3
+    placed = place_bands(bands, layouts, Frame.for_bands(bands, (20, 10), strips=1))
+    assert [p.flipped for p in placed] == [False, False, True, False]
+
+
 def test_flipped_bands_mirror_their_layout():
     layout = BandLayout(4, 10, stacked(4, 10, (2, 3)).rects)
     from passes.serpentine import PlacedBand
@@ -174,6 +212,21 @@ def test_the_lead_bands_lie_in_a_row_where_that_fits_the_layers_better():
     assert (lead.x, lead.y) == (0, 0) and lead.layout.w > lead.layout.h  # a row, not a column
     assert first.y == lead.layout.h and first.layout.h == 80 - lead.layout.h
     assert_fits_disjoint(models, layout.rects(), (40, 80))
+
+
+def test_pairs_give_a_kernel_that_wants_width_twice_the_band_and_are_valid():
+    kernels, models = wide_last_model(layers=6)
+    search = ShapeSearch(models, 60)
+    bands = bands_of([k.layer for k in kernels], search.kind)
+    single = serpentine_layout(search, bands, (72, 60), 1)
+    pairs = serpentine_layout(search, paired(bands), (72, 60), 1)
+    assert pairs.stage.real < single.stage.real
+    rects = pairs.rects()
+    assert len(rects) == len(kernels)
+    assert_fits_disjoint(models, rects, (72, 60))
+    assert pairs.stage.real == max(m.cost(r.w, r.h).cycles for m, r in zip(models, rects))
+    layer0 = [r for k, r in zip(kernels, rects) if k.layer == 0]
+    assert layer0[-1].w // 2 == layer0[0].w  # the slab spans both halves
 
 
 def test_more_room_is_never_slower_and_too_little_is_none():

@@ -61,6 +61,27 @@ def synthetic_model(layers: int = 4, layer_kernels=((4000, 20), (1000, 6), (200,
     return kernels, models
 
 
+class WideModel(SyntheticModel):
+    """A kernel that wants width: its cycles also count `spread` over the width (an input that
+    runs down the rows, split across fewer columns the narrower the region)."""
+
+    def __init__(self, kernel, work: int, min_pes: int, spread: int):
+        super().__init__(kernel, work, min_pes)
+        self.spread = spread
+        self.signature += (spread,)
+
+    def cost(self, w: int, h: int) -> ShapeCost | None:
+        cost = super().cost(w, h)
+        return cost and ShapeCost(w, h, 0, cost.cycles + self.spread // w)
+
+
+def wide_last_model(layers: int) -> tuple[list[Kernel], list[SyntheticModel]]:
+    """Layers of three kernels whose last runs much faster wide (see WideModel)."""
+    kernels, models = synthetic_model(layers, layer_kernels=((4000, 20), (1000, 6), (8000, 40)))
+    return kernels, [WideModel(k, m.work, m.min_pes, 60000) if k.name.endswith("k2") else m
+                     for k, m in zip(kernels, models)]
+
+
 def assert_valid(placement, kernels, models, fabric) -> None:
     width, height = fabric
     assert [r.kernel for r in placement.regions] == [k.name for k in kernels]
@@ -160,6 +181,17 @@ def test_layers_split_across_wafers_in_order():
     assert all(len(w) == 1 for w in wafer_of.values()), "a layer is split across wafers"
     order = [r.wafer for r in placement.regions]
     assert order == sorted(order) and order[0] == 0 and order[-1] == 1
+
+
+def test_paired_layers_split_across_wafers_stay_valid_and_in_order():
+    kernels, models = wide_last_model(layers=10)
+    fabric = (40, 40)
+    placement = WaferPlacementPass(fabric, wafers=2, **FAST).run(kernels, models)
+    assert_valid(placement, kernels, models, fabric)
+    lasts = {k.layer: r for k, r in zip(kernels, placement.regions) if k.name.endswith("k2")}
+    firsts = {k.layer: r for k, r in zip(kernels, placement.regions) if k.name.endswith("k0")}
+    assert any(lasts[n].w > firsts[n].w for n in lasts), "no layers were paired"
+    assert {r.wafer for r in placement.regions} == {0, 1}
 
 
 def test_too_few_wafers_states_the_numbers():
