@@ -5,15 +5,17 @@ requires: kernels in pipeline (execution) order, each with `layer` set for decod
           and one `KernelCostModel` per kernel in the same order; the logical fabric of a wafer.
 ensures:  a `Placement` with one `Region` per kernel in the same order; regions lie inside their
           wafer, do not overlap on a wafer, and each shape fits SRAM (its cost is not None);
-          wafers hold contiguous runs of layers in order; identical layers in equal boxes get
-          the same layout up to a vertical flip; the same inputs and seed give the same
-          placement. Too few wafers raise `PlacementError` with the memory needed and held per
-          wafer; a count that memory allows but that does not pack says which count does.
+          wafers hold contiguous runs of kernels in order (a wafer may end inside a layer);
+          identical layers in equal boxes get the same layout up to a vertical flip; the same
+          inputs and seed give the same placement. Too few wafers raise `PlacementError` with
+          the memory needed and held per wafer; a count that memory allows but that does not
+          pack says which count does.
 
 How (each step is its own module):
-1. split (`wafer_split`): the fewest wafers memory allows (or the count given), cut between layers
-   by dynamic programming to balance the wafers' water-filled stage times; then bands are moved
-   between wafers while that makes the slowest wafer faster in the real cost model;
+1. split (`wafer_split`): the fewest wafers memory allows (or the count given), cut between
+   kernels (inside layers too) by dynamic programming to balance the wafers' water-filled stage
+   times; then kernels are moved between wafers while that makes the slowest wafer faster in the
+   real cost model;
 2. construct (`serpentine`): per wafer, the layers as bands in a serpentine over 1 to 4 strips
    (more for "latency"), single or in pairs, sized by bisecting the stage time; "throughput"
    keeps, per wafer, the shortest-chain layout that is as fast as the slowest wafer's best,
@@ -52,8 +54,8 @@ from passes.place import SearchBudget
 from passes.refine import refine_layouts
 from passes.serpentine import (Band, SerpentineLayout, ShapeSearch, Stage, bands_of,
                                chain_length2, compute_demand, paired, serpentine_layout)
-from passes.wafer_split import (BandSplitter, resident_what, split_bands, too_few_wafers,
-                                water_fill, wafers_lower_bound)
+from passes.wafer_split import (BandSplitter, merged, resident_what, split_bands,
+                                too_few_wafers, wafer_units, water_fill, wafers_lower_bound)
 
 LAYOUTS = ("throughput", "latency")
 STRIP_CHOICES = {"throughput": (1, 2, 3, 4), "latency": (1, 2, 3, 4, 6, 8)}
@@ -146,7 +148,10 @@ class _WaferPlanner:
         self.models = models
         width, height = options.fabric
         self.lower = wafers_lower_bound(models, width * height)
-        self.splitter = BandSplitter(bands, models, width * height, _link_cycles(bands, models))
+        cuts = _cut_cycles(models)
+        self.units = wafer_units(bands)
+        self.splitter = BandSplitter(self.units, models, width * height,
+                                     [cuts[u.kernels[0]] for u in self.units] + [0])
         self.constructor = _WaferConstructor(search, options.fabric, options.layout,
                                              options.latency_slack)
 
@@ -180,7 +185,7 @@ class _WaferPlanner:
             starts = split_bands(self.splitter, count, fill)
             if starts is None:
                 return None  # a smaller fill admits fewer splits
-            layouts = self.constructor.wafers(self.bands, starts, self.splitter)
+            layouts = self.constructor.wafers(self.units, starts, self.splitter)
             if layouts is not None:
                 return layouts
         return None
@@ -215,18 +220,17 @@ class _WaferPlanner:
         return None
 
 
-def _link_cycles(bands: list[Band], models: list[KernelCostModel]) -> list[int]:
-    """For each cut before band c, the link cycles of every tensor made before it and used after
-    it (one transfer per tensor, as the router sends them)."""
+def _cut_cycles(models: list[KernelCostModel]) -> list[int]:
+    """For each cut before kernel i (i = 0..n), the link cycles of every tensor made before it and
+    used at or after it (one transfer per tensor, as the router sends them)."""
     target = models[0].target
-    band_of = {i: b for b, band in enumerate(bands) for i in band.kernels}
     made_in, last_use = {}, {}
     for i, model in enumerate(models):
         for v in model.kernel.outputs:
-            made_in[v] = band_of[i]
+            made_in[v] = i
         for v in model.kernel.inputs:
-            last_use[v] = max(last_use.get(v, -1), band_of[i])
-    cycles = [0] * (len(bands) + 1)
+            last_use[v] = max(last_use.get(v, -1), i)
+    cycles = [0] * (len(models) + 1)
     for v, made in made_in.items():
         for cut in range(made + 1, last_use.get(v, made) + 1):
             cycles[cut] += target.wafer_link_cycles(v.type.nbytes)
@@ -249,22 +253,22 @@ class _WaferConstructor:
         self.slack = slack
         self._memo: dict = {}
 
-    def wafers(self, bands: list[Band], starts: list[int],
+    def wafers(self, units: list[Band], starts: list[int],
                splitter: BandSplitter) -> list[SerpentineLayout] | None:
-        """One layout per wafer of the split (first band indices `starts`), after rebalancing
-        it; None if some wafer's bands do not lay out."""
-        options = self._options(bands, starts, splitter)
+        """One layout per wafer of the split (`starts`: the first of the `wafer_units` on each
+        wafer), after rebalancing it; None if some wafer's bands do not lay out."""
+        options = self._options(units, starts, splitter)
         if options is None:
             return None
-        starts, options = self._rebalance(bands, starts, splitter, options)
+        starts, options = self._rebalance(units, starts, splitter, options)
         limit = self._limit(options)
-        return [_rebind(self._choose(found, limit), bands[a:b])
-                for found, (a, b) in zip(options, _runs(starts, len(bands)))]
+        return [_rebind(self._choose(found, limit), merged(units[a:b]))
+                for found, (a, b) in zip(options, _runs(starts, len(units)))]
 
-    def _options(self, bands: list[Band], starts: list[int],
+    def _options(self, units: list[Band], starts: list[int],
                  splitter: BandSplitter) -> list[list[SerpentineLayout]] | None:
-        options = [self._candidates(bands[a:b], splitter.stage(a, b) or 0.0)
-                   for a, b in _runs(starts, len(bands))]
+        options = [self._candidates(merged(units[a:b]), splitter.stage(a, b) or 0.0)
+                   for a, b in _runs(starts, len(units))]
         return options if all(options) else None
 
     def _candidates(self, bands: list[Band], floor: float) -> list[SerpentineLayout]:
@@ -279,16 +283,16 @@ class _WaferConstructor:
                                                                strips, floor))]
         return self._memo[key]
 
-    def _rebalance(self, bands: list[Band], starts: list[int], splitter: BandSplitter,
+    def _rebalance(self, units: list[Band], starts: list[int], splitter: BandSplitter,
                    options: list[list[SerpentineLayout]]):
-        """Moves a band from the slowest wafer towards another (each wafer between passes one
-        on) while that makes the wafers faster in the real cost model, slowest first. The split
-        balanced the compute-only model, which ignores data movement: a wafer holding the head
-        can be slower than its FLOPs say."""
+        """Moves a unit (a band, or part of a layer) from the slowest wafer towards another (each
+        wafer between passes one on) while that makes the wafers faster in the real cost model,
+        slowest first. The split balanced the compute-only model, which ignores data movement:
+        a wafer holding the head can be slower than its FLOPs say."""
         for _ in range(MAX_MOVES):
             best = (_speeds(options), starts, options)
-            for moved in _moves(starts, _slowest_wafer(options), len(bands)):
-                trial = self._options(bands, moved, splitter)
+            for moved in _moves(starts, _slowest_wafer(options), len(units)):
+                trial = self._options(units, moved, splitter)
                 if trial is not None and _speeds(trial) < best[0]:
                     best = (_speeds(trial), moved, trial)
             if best[1] is starts:

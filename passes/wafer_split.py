@@ -1,11 +1,11 @@
-"""Multi-wafer split: contiguous runs of bands (layers) per wafer, by dynamic programming.
+"""Multi-wafer split: contiguous runs of kernels per wafer, by dynamic programming.
 
-requires: the bands of a model in pipeline order (`passes.serpentine.bands_of`), the kernels'
-          cost models, the PEs of one wafer, and for every cut between two bands the cycles its
-          inter-wafer link costs.
+requires: the bands of a model in pipeline order (`passes.serpentine.bands_of`), with the layers
+          cut into their kernels (`wafer_units`), the kernels' cost models, the PEs of one
+          wafer, and for every cut between two bands the cycles its inter-wafer link costs.
 ensures:  `split_bands` returns, for a number of wafers, the index of the first band on each
-          wafer (a contiguous, ordered partition: layer boundaries and order are kept), or None
-          when no split fits; `wafers_lower_bound` and `too_few_wafers` state what memory alone
+          wafer (a contiguous, ordered partition: pipeline order is kept), or None when no
+          split fits; `wafers_lower_bound` and `too_few_wafers` state what memory alone
           demands (each kernel's resident bytes: weights and KV cache, `KernelCostModel.min_pes`).
 
 The ideal ("water-filling") stage time is the compute-only bound: every kernel gets an area
@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from ir.errors import PlacementError
 from passes.cost import KernelCostModel
-from passes.serpentine import Band, ComputeDemand, compute_demand
+from passes.serpentine import MAX_BAND_KERNELS, Band, ComputeDemand, compute_demand
 
 
 def water_fill(demands: list[tuple[ComputeDemand, int]], pes: int) -> float | None:
@@ -89,6 +89,43 @@ def too_few_wafers(models: list[KernelCostModel], fabric: tuple[int, int],
         f"{math.ceil(need / wafers):,} bytes per wafer, and one {width}x{height} wafer holds "
         f"{holds:,} bytes, so it needs at least {least} wafers",
         hint=f"use {least} wafers or more, or let the placer choose the count")
+
+
+# ---------------------------------------------------------------- where a wafer may end
+
+
+def wafer_units(bands: list[Band]) -> list[Band]:
+    """The bands with every layer band cut into its kernels, so that a wafer may end inside a
+    layer; the kernels before the first layer and after the last stay whole.
+
+    Whole layers per wafer leave the fullest wafer up to half a layer short of the average: on
+    Llama-3.1-405B, 126 layers need 11 on some of 11 wafers, which their tiles and buffers do
+    not allow, so it took 12; 70B on 4 wafers had 21 layers on two of them where 20 balance. A
+    cut inside a layer costs a link transfer per live tensor (the residual stream and one or two
+    activations, a few microseconds of latency each), which the pipelined stage time does not
+    see; among the splits with the best bottleneck the split takes the fewest link cycles, so it
+    prefers the thin cuts. `merged` joins the kernels on a wafer back into its bands."""
+    units: list[Band] = []
+    for band in bands:
+        if band.layer is None:
+            units.append(band)
+        else:
+            units += [Band((i,), (kind,), band.layer) for i, kind in zip(band.kernels, band.key)]
+    return units
+
+
+def merged(units: list[Band]) -> list[Band]:
+    """Consecutive kernels of one layer (see `wafer_units`) joined back into bands of at most
+    MAX_BAND_KERNELS kernels, as `bands_of` made them."""
+    out: list[Band] = []
+    for unit in units:
+        last = out[-1] if out else None
+        if (last is not None and unit.layer is not None and last.layer == unit.layer
+                and len(last.kernels) + len(unit.kernels) <= MAX_BAND_KERNELS):
+            out[-1] = Band(last.kernels + unit.kernels, last.key + unit.key, last.layer)
+        else:
+            out.append(unit)
+    return out
 
 
 # ---------------------------------------------------------------- the split

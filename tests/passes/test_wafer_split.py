@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from passes.serpentine import Band, ComputeDemand
-from passes.wafer_split import (BandSplitter, split_bands, too_few_wafers, water_fill,
-                                wafers_lower_bound)
+from passes.serpentine import Band, ComputeDemand, bands_of
+from passes.wafer_split import (BandSplitter, merged, split_bands, too_few_wafers, wafer_units,
+                                water_fill, wafers_lower_bound)
 from tests.passes.test_wafer_place import TARGET, synthetic_model
 
 # ---------------------------------------------------------------- water filling
@@ -119,3 +119,18 @@ def test_links_break_ties():
         links = [0] * (len(bands) + 1)
         links[costly] = 1000
         assert split_bands(BandSplitter(bands, models, 100, links), 2) == [0, other]
+
+
+# ---------------------------------------------------------------- units
+
+
+def test_layers_are_cut_into_kernels_and_merge_back_into_their_bands():
+    layers = [None] + [0] * 4 + [1] * 20 + [None, None]
+    kinds = [9] + [1, 2, 3, 4] + list(range(20)) + [7, 8]
+    bands = bands_of(layers, kinds)
+    units = wafer_units(bands)
+    assert [len(u.kernels) for u in units] == [1] * 25 + [2]  # the head's band stays whole
+    assert [u.layer for u in units[:3]] == [None, 0, 0]
+    assert merged(units) == bands  # layer 1's 20 kernels: bands of 16 and 4 again
+    # A wafer starting inside layer 1 gets what is left of it as one band.
+    assert [b.kernels for b in merged(units[10:])] == [tuple(range(10, 25)), (25, 26)]
