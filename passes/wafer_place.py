@@ -21,9 +21,9 @@ How (each step is its own module):
    keeps, per wafer, the shortest-chain layout that is as fast as the slowest wafer's best,
    "latency" the shortest within `latency_slack` of it;
 3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs are kept
-   as built) is re-solved once with
-   CP-SAT -- fastest slowest kernel ("throughput" only), then, capped at the whole placement's
-   bottleneck, the shortest chain -- and the answer is stamped onto all its copies.
+   as built) is re-solved once with CP-SAT -- fastest slowest kernel ("throughput" only), then,
+   capped at the whole placement's bottleneck, the shortest chain -- and the answer is stamped
+   onto all its copies.
 
 Quality figures on the returned Placement (the definitions the report uses):
 - `ideal_stage_cycles`: the compute-only water-filling bound on all the wafers' PEs (see
