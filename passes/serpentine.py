@@ -324,26 +324,35 @@ def stacked(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
     return BandLayout(w, box_height, tuple(Rect(0, y, w, h) for y, h in zip(tops, heights)))
 
 
-def pair_layout(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
+def pair_layout(w: int, box_height: int, heights: tuple[int, ...], wide: int = 0) -> BandLayout:
     """Two identical layers in a w x box_height box, a U turn: the first layer's kernels stacked
     down the left half, its last kernel a slab across the whole width below them, the second
     layer's kernels stacked up the right half and its last kernel a slab across the top.
-    `heights` are one layer's: every kernel's but the last at width w // 2, then the last one's
-    at width w (the rows below the lower slab stay free).
+    `heights` are one layer's: every stack kernel's, then the slab's at width w (the rows below
+    the lower slab stay free).
 
     A layer's kernels disagree about their best width -- cost curves are sawtooths of tile
     ceilings, and a layer's last projection (e.g. an MLP's down projection, whose long input
     runs down the rows) can need 10% more area at a narrow band's width than at twice it -- so
     a pair lets that kernel have twice the width without breaking the chain: each slab touches
-    the stack before it and the stack after it."""
-    half = w // 2
+    the stack before it and the stack after it.
+
+    At an odd width the halves differ by a column. The first layer's first `wide` stack kernels
+    take the wider half, the rest the narrower; the second layer, the first's mirror image,
+    takes the wider half where the first is narrow. That needs the wide kernels to fill at most
+    half of the stack's rows (else some row holds two), and gives each layer the odd column for
+    part of its rows: a stack's kernels all at the narrow width would leave it unused."""
     *stack, slab = heights
     depth = sum(stack)
+    if 2 * sum(stack[:wide]) > depth:
+        raise ValueError(f"wide stack kernels fill {sum(stack[:wide])} of {depth} rows, over half")
+    widths = [w - w // 2 if j < wide else w // 2 for j in range(len(stack))]
     tops = [slab + sum(stack[:j]) for j in range(len(stack))]
-    first = [Rect(0, y, half, h) for y, h in zip(tops, stack)] + [Rect(0, slab + depth, w, slab)]
+    first = [Rect(0, y, cw, h) for y, cw, h in zip(tops, widths, stack)]
     # The second layer runs bottom to top: the first layer's stack mirrored into the right half.
-    second = [Rect(half, 2 * slab + depth - y - h, half, h) for y, h in zip(tops, stack)]
-    return BandLayout(w, box_height, tuple(first + second + [Rect(0, 0, w, slab)]), u_turn=True)
+    second = [Rect(w - cw, 2 * slab + depth - y - h, cw, h) for y, cw, h in zip(tops, widths, stack)]
+    slabs = [Rect(0, slab + depth, w, slab)], [Rect(0, 0, w, slab)]
+    return BandLayout(w, box_height, tuple(first + slabs[0] + second + slabs[1]), u_turn=True)
 
 
 @dataclass(frozen=True)
@@ -570,8 +579,11 @@ class BandSizer:
         slab = self.search.min_height(last, w, stage, self.cap // 2)
         if slab is None:
             return None
-        heights = self._stack(stack, w // 2, stage, self.cap - 2 * slab)
-        return None if heights is None else pair_layout(w, self.cap, heights + (slab,))
+        if w % 2 == 0:
+            heights, wide = self._stack(stack, w // 2, stage, self.cap - 2 * slab), 0
+        else:
+            heights, wide = self._stepped(stack, w, stage, self.cap - 2 * slab)
+        return None if heights is None else pair_layout(w, self.cap, heights + (slab,), wide)
 
     def _stack(self, kernels, w: int, stage: Stage, cap: int) -> tuple[int, ...] | None:
         """Each kernel's smallest height at width w meeting the stage, or None if together they
@@ -584,6 +596,25 @@ class BandSizer:
             out.append(h)
             left -= h
         return tuple(out)
+
+    def _stepped(self, kernels, w: int, stage: Stage, cap: int) -> tuple[tuple[int, ...] | None, int]:
+        """A pair's stack at odd width w (see `pair_layout`): each kernel's smallest height meeting
+        the stage, the first `wide` of them at the wider half and the rest at the narrower, with
+        as many wide as may be (fewest rows); (None, 0) if no split fits in cap rows."""
+        narrow = [self.search.min_height(i, w // 2, stage, cap) for i in kernels]
+        broad = [self.search.min_height(i, w - w // 2, stage, cap) for i in kernels]
+        found: tuple[tuple[int, ...] | None, int] = (None, 0)
+        for wide in range(len(kernels) + 1):
+            top, rest = broad[:wide], narrow[wide:]
+            if None in top:
+                break  # a kernel that does not meet the stage at the wider half
+            if None in rest:
+                continue
+            if 2 * sum(top) > sum(top) + sum(rest):
+                break  # more wide kernels only fill more of the rows
+            if sum(top) + sum(rest) <= cap:
+                found = (tuple(top + rest), wide)
+        return found
 
     def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:
         key = (band.key, stage)
