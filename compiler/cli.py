@@ -267,10 +267,12 @@ def _hop_rows(report: dict) -> list[tuple[str, str]]:
 
 
 def _ideal_ratio(report: dict) -> str:
-    ratio = report.get("bottleneck_ratio_to_ideal")
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-        return ""
-    return f", {ratio:.2f}x the ideal"
+    """The bottleneck over the water-filling ideal in the target's cost model, then by FLOPs
+    alone (see passes/wafer_place.py), each where the report has it."""
+    parts = [f"{ratio:.3f}x {what}" for key, what in (("bottleneck_ratio_to_ideal_real", "the ideal"),
+                                                      ("bottleneck_ratio_to_ideal", "by FLOPs alone"))
+             if not isinstance(ratio := report.get(key), bool) and isinstance(ratio, (int, float))]
+    return ", " + "; ".join(parts) if parts else ""
 
 
 # ---------------------------------------------------------------- waferc run

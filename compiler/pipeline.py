@@ -282,6 +282,9 @@ def report_json(c: Compiled, target: Target, size_only: bool = False, seconds: d
     if c.placement.ideal_stage_cycles:
         report["ideal_stage_cycles"] = c.placement.ideal_stage_cycles
         report["bottleneck_ratio_to_ideal"] = c.placement.bottleneck_ratio_to_ideal
+    if c.placement.ideal_real_stage_cycles:
+        report["ideal_real_stage_cycles"] = c.placement.ideal_real_stage_cycles
+        report["bottleneck_ratio_to_ideal_real"] = c.placement.bottleneck_ratio_to_ideal_real
     if c.defects is not None:
         report["defects"] = c.defects.report
     if seconds is not None:

@@ -67,6 +67,8 @@ class Placement:
     bottleneck_ratio_to_ideal: float = 1.0
     bottleneck_cycles: int = 0             # the slowest kernel in the real cost model
     bottleneck_kernel: str = ""
+    ideal_real_stage_cycles: float = 0.0   # water-filling bound in the real cost model
+    bottleneck_ratio_to_ideal_real: float = 1.0  # bottleneck_cycles over it: packing alone
     hop_distance: int = 0                  # centre-to-centre PEs between consecutive kernels
     phase_seconds: dict[str, float] = field(default_factory=dict)
 

@@ -175,8 +175,11 @@ def _bottleneck_rows(r: dict) -> list[tuple[str, str]]:
     if "bottleneck_kernel" not in r:
         return []
     text = f"{r['bottleneck_kernel']}, {_num(r.get('bottleneck_cycles'))} cycles/pass"
-    if isinstance(r.get("bottleneck_ratio_to_ideal"), (int, float)):
-        text += f" ({r['bottleneck_ratio_to_ideal']:.2f}× the ideal balanced stage)"
+    ratios = [f"{r[key]:.3f}× {what}" for key, what in (
+        ("bottleneck_ratio_to_ideal_real", "the ideal balanced stage"),
+        ("bottleneck_ratio_to_ideal", "by FLOPs alone")) if isinstance(r.get(key), (int, float))]
+    if ratios:
+        text += f" ({'; '.join(ratios)})"
     return [("bottleneck", text)]
 
 

@@ -53,6 +53,7 @@ REGIONS = [
 REPORT = {"kernels": ["fc0", "fc1"], "pes_used": 10, "bottleneck_kernel": "fc0",
           "bottleneck_cycles": 120, "passes_per_second": 9166666.7}
 WAFER_SCALE_REPORT = {**REPORT, "wafers_used": 3, "wafers_lower_bound": 2, "bottleneck_ratio_to_ideal": 1.254,
+                      "bottleneck_ratio_to_ideal_real": 1.0312,
                       "hop_distance_total": 12345, "size_only": True}
 WAFER_SCALE_OPTIONS = ("wafers", "max_context", "batch", "weight_dtype", "layout", "defects", "defect_rate",
                        "timings")
@@ -296,7 +297,7 @@ def test_summary_of_a_wafer_scale_compile(fake_api, model_file, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert "  wafers      3 used (lower bound 2)" in lines
-    assert "  bottleneck  fc0 (120 cycles/pass, 1.25x the ideal)" in lines
+    assert "  bottleneck  fc0 (120 cycles/pass, 1.031x the ideal; 1.254x by FLOPs alone)" in lines
     assert "  route hops  12,345 in total" in lines
     assert lines[-1] == f"  size-only: the artifact holds no weights and cannot be run; `waferc inspect {out}` shows its placement"
 

@@ -148,6 +148,11 @@ def test_quality_figures():
     assert placement.bottleneck_ratio_to_ideal >= 1.0
     assert placement.bottleneck_ratio_to_ideal == pytest.approx(
         placement.bottleneck_stage_cycles / placement.ideal_stage_cycles)
+    # The real-model bound is no higher than the placement, and (tile ceilings aside) no lower
+    # than the compute-only one, which it extends with data movement.
+    assert placement.ideal_stage_cycles <= placement.ideal_real_stage_cycles <= max(real)
+    assert placement.bottleneck_ratio_to_ideal_real == pytest.approx(
+        max(real) / placement.ideal_real_stage_cycles)
     assert placement.hop_distance == hop_distance(placement.regions) > 0
     assert placement.wafers_lower_bound == 1
 

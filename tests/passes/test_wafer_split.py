@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
 
-from passes.serpentine import Band, ComputeDemand, bands_of
-from passes.wafer_split import (BandSplitter, merged, split_bands, too_few_wafers, wafer_units,
-                                water_fill, wafers_lower_bound)
+from passes.serpentine import STAGE_TOLERANCE, Band, ComputeDemand, ShapeSearch, bands_of
+from passes.wafer_split import (BandSplitter, merged, real_water_fill, split_bands,
+                                too_few_wafers, wafer_units, water_fill, wafers_lower_bound)
 from tests.passes.test_wafer_place import TARGET, synthetic_model
 
 # ---------------------------------------------------------------- water filling
@@ -44,6 +45,26 @@ def test_water_fill_matches_a_bisection():
         need = sum(max(d.min_pes, d.work / mid) * n for d, n in demands)
         lo, hi = (mid, hi) if need > pes else (lo, mid)
     assert water_fill(demands, pes) == pytest.approx(hi, rel=1e-6)
+
+
+@pytest.mark.parametrize("wafers", [1, 2])
+def test_real_water_fill_matches_every_shape_by_brute_force(wafers):
+    kernels, models = synthetic_model(layers=3)
+    fabric = (24, 20)
+    search = ShapeSearch(models, fabric[1])
+
+    def least_area(m, stage):
+        return min((w * h for w in range(1, 25) for h in range(1, 21)
+                    if (c := m.cost(w, h)) is not None and c.cycles <= stage), default=math.inf)
+
+    def fits(stage):
+        return sum(least_area(m, stage) for m in models) <= fabric[0] * fabric[1] * wafers
+    stages = sorted({c.cycles for m in models for w in range(1, 25) for h in range(1, 21)
+                     if (c := m.cost(w, h)) is not None})
+    exact = next(t for t in stages if fits(t))
+    found = real_water_fill(search, fabric, wafers, high=stages[-1])
+    assert exact <= found <= exact * (1 + STAGE_TOLERANCE) + 1
+    assert fits(found)
 
 
 # ---------------------------------------------------------------- wafer counts
