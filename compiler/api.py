@@ -42,8 +42,9 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
     """Compile an nn.Module (with example inputs), a saved torch.export `.pt2` file, or
     `"hf:PRESET"` / `"hf:PATH"` (a Hugging Face architecture from its config.json, size-only).
 
-    max_context: tokens of KV cache each attention keeps resident; by default 8192, or the model's
-    `max_position_embeddings` when that is smaller. defects: a file of defective PEs (`wafer x y`
+    max_context: tokens of KV cache each attention keeps resident; by default, for a Hugging Face
+    decoder, 8192, or the model's `max_position_embeddings` when that is smaller (an encoder and
+    a plain nn.Module keep none unless given one). defects: a file of defective PEs (`wafer x y`
     per line), or defect_rate: a random map of that density drawn from `seed`; the placement then
     uses a logical fabric remapped around them. weight_dtype: "fp16", "bf16", "fp8" or "int8" stores
     the weights of linear layers (and, for fp16/bf16, embeddings) in that type, fp8/int8 per output
@@ -92,9 +93,15 @@ def _defect_maps(path, rate: float, seed: int, target: Target):
 
 
 def _default_context(model) -> int | None:
-    """HF models keep a KV cache for the default context (or their own maximum, if smaller)."""
+    """HF decoders keep a KV cache for the default context (or their own maximum, if smaller).
+    An encoder keeps none: its attention modules are not causal (`is_causal`, which HF sets on
+    every attention), so they see the whole sequence in one pass and never meet its keys again.
+    (A size-only compile traces one token, whose mask cannot tell the two apart.)"""
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    return min(DEFAULT_MAX_CONTEXT, limit) if isinstance(limit, int) else None
+    if not isinstance(limit, int):
+        return None
+    causal = any(getattr(m, "is_causal", False) is True for m in model.modules())
+    return min(DEFAULT_MAX_CONTEXT, limit) if causal else None
 
 
 def resolve_target(target: str | Path | Target, fabric_dims=None) -> Target:

@@ -16,7 +16,8 @@ Two mappings:
   (`passes/shard_rules.py`); values the propagation never reaches are replicated. A slice of a
   kernel input (a block load) is a `load` of the PE's block at the slice's offset, no compute.
 
-With a `max_context`, every attention kernel also keeps its KV cache resident (`state` buffers):
+With a `max_context`, every decoder attention kernel also keeps its KV cache resident (`state`
+buffers; see `_kept_tokens`):
 split like the attention's keys across the shards, and along the context across the PEs that share
 a shard, so a long context spreads over a large region even when the heads are few.
 """
@@ -195,7 +196,7 @@ def _kv_cache(b: _Builder, kernel: Kernel, plan: ShardPlan, n: int, pes: int, co
     """Resident K and V caches for each attention: a shard's keys, `context` tokens long (at most
     a sliding window's keys: older ones are never read again), split along the context over the
     pes // n PEs that hold the same shard."""
-    for i, op in enumerate(o for o in kernel.ops if o.opname == "sdpa"):
+    for i, op in enumerate(o for o in kernel.ops if o.opname == "sdpa" and _kept_tokens(o, context)):
         keys = _shard_block(op.operands[1], plan, n, 1)[1]
         tokens = -(-_kept_tokens(op, context) // max(1, pes // n))
         cache = keys.with_shape(keys.shape[:2] + (tokens, keys.shape[3]))
@@ -204,7 +205,12 @@ def _kv_cache(b: _Builder, kernel: Kernel, plan: ShardPlan, n: int, pes: int, co
 
 
 def _kept_tokens(sdpa: Op, context: int) -> int:
-    """Tokens of keys an attention keeps: the context, or its sliding window if shorter."""
+    """Tokens of keys an attention keeps: the context, or its sliding window if shorter. An
+    attention that sees every key (not causal, no mask: an encoder's, BERT's) keeps none: it
+    takes the whole sequence in one pass and never meets those keys again. A mask the frontend
+    could not name as causal may still be a decoder's, so it keeps the cache."""
+    if not sdpa.attrs.get("causal") and len(sdpa.operands) == 3:
+        return 0
     return min(context, sdpa.attrs.get("window") or context)
 
 

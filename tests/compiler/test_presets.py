@@ -306,6 +306,9 @@ def test_bert_base_compiles_size_only_on_wse3():
     cm = _compile_size_only("bert-base")
     ir_text = cm.artifact.files["model.ir"].decode()
     assert ir_text.count("= sdpa(") == 12 and "bool[" not in ir_text
+    # An encoder keeps no KV cache: its attention sees the whole sequence in one pass.
+    wkl = "".join(v.decode() for k, v in cm.artifact.files.items() if k.startswith("kernels/"))
+    assert "state " not in wkl
 
 
 @pytest.mark.slow

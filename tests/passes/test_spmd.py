@@ -12,7 +12,7 @@ from passes.spmd import check_local_types, lower_kernel, state_bytes
 from tests.builders import GraphBuilder
 
 
-def attention_kernel(hq=4, hkv=2, s=8, d=16) -> Kernel:
+def attention_kernel(hq=4, hkv=2, s=8, d=16, causal=True) -> Kernel:
     b = GraphBuilder()
     q = b.input("q", 1, s, hq * d)
     k = b.input("k", 1, s, hkv * d)
@@ -21,7 +21,7 @@ def attention_kernel(hq=4, hkv=2, s=8, d=16) -> Kernel:
     for t, n in ((q, hq), (k, hkv), (v, hkv)):
         r = b.op("reshape", t, name=f"{t.name}4", shape=[1, s, n, d])
         heads.append(b.op("permute", r, name=f"{t.name}h", perm=[0, 2, 1, 3]))
-    o = b.op("sdpa", *heads, name="o", scale=0.25, causal=True)
+    o = b.op("sdpa", *heads, name="o", scale=0.25, causal=causal)
     ot = b.op("permute", o, name="ot", perm=[0, 2, 1, 3])
     out = b.op("reshape", ot, name="out", shape=[1, s, hq * d])
     kg = PartitionPass().run(b.done(out))
@@ -141,6 +141,14 @@ def test_attention_keeps_its_kv_cache_resident_split_over_the_region():
     small = lower_kernel(kernel, 2, 1, max_context=1024)
     assert kernel_bytes_per_pe(kp) < kernel_bytes_per_pe(small)
     assert not any(isinstance(s, State) for s in lower_kernel(kernel, 4, 2).body)
+
+
+def test_bidirectional_attention_keeps_no_kv_cache():
+    # An encoder's attention (BERT's) sees the whole sequence in one pass: nothing to keep.
+    kernel = attention_kernel(causal=False)
+    assert not any(isinstance(s, State) for s in lower_kernel(kernel, 4, 2, max_context=1024).body)
+    assert state_bytes(kernel, 1024) == 0
+    assert KernelCostModel(kernel, load_target("toy"), max_context=1024).min_pes == 1
 
 
 def test_the_kv_cache_counts_toward_a_kernels_memory_minimum():
