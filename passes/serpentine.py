@@ -324,7 +324,8 @@ def stacked(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
     return BandLayout(w, box_height, tuple(Rect(0, y, w, h) for y, h in zip(tops, heights)))
 
 
-def pair_layout(w: int, box_height: int, heights: tuple[int, ...], wide: int = 0) -> BandLayout:
+def pair_layout(w: int, box_height: int, heights: tuple[int, ...],
+                wide: tuple[int, ...] = ()) -> BandLayout:
     """Two identical layers in a w x box_height box, a U turn: the first layer's kernels stacked
     down the left half, its last kernel a slab across the whole width below them, the second
     layer's kernels stacked up the right half and its last kernel a slab across the top.
@@ -337,20 +338,22 @@ def pair_layout(w: int, box_height: int, heights: tuple[int, ...], wide: int = 0
     a pair lets that kernel have twice the width without breaking the chain: each slab touches
     the stack before it and the stack after it.
 
-    At an odd width the halves differ by a column. The first layer's first `wide` stack kernels
-    take the wider half, the rest the narrower; the second layer, the first's mirror image,
-    takes the wider half where the first is narrow. That needs the wide kernels to fill at most
-    half of the stack's rows (else some row holds two), and gives each layer the odd column for
-    part of its rows: a stack's kernels all at the narrow width would leave it unused."""
+    At an odd width the halves differ by a column. The stack kernels listed in `wide` (by
+    index) take the wider half in both layers, the rest the narrower: the second layer is the
+    first's mirror image, so a row of the first layer's wide kernels faces the second layer's
+    mirror of that row, which must be narrow. That holds when the wide kernels all lie in the
+    top half of the stack or all in the bottom half; each layer then has the odd column for
+    those rows, where all-narrow stacks would leave it unused."""
     *stack, slab = heights
     depth = sum(stack)
-    if 2 * sum(stack[:wide]) > depth:
-        raise ValueError(f"wide stack kernels fill {sum(stack[:wide])} of {depth} rows, over half")
-    widths = [w - w // 2 if j < wide else w // 2 for j in range(len(stack))]
-    tops = [slab + sum(stack[:j]) for j in range(len(stack))]
-    first = [Rect(0, y, cw, h) for y, cw, h in zip(tops, widths, stack)]
+    tops = [sum(stack[:j]) for j in range(len(stack))]
+    spans = [(tops[j], tops[j] + stack[j]) for j in wide]
+    if not (all(2 * b <= depth for _, b in spans) or all(2 * a >= depth for a, _ in spans)):
+        raise ValueError(f"wide stack kernels {wide} are not all in one half of the {depth} rows")
+    widths = [w - w // 2 if j in wide else w // 2 for j in range(len(stack))]
+    first = [Rect(0, slab + y, cw, h) for y, cw, h in zip(tops, widths, stack)]
     # The second layer runs bottom to top: the first layer's stack mirrored into the right half.
-    second = [Rect(w - cw, 2 * slab + depth - y - h, cw, h) for y, cw, h in zip(tops, widths, stack)]
+    second = [Rect(w - cw, slab + depth - y - h, cw, h) for y, cw, h in zip(tops, widths, stack)]
     slabs = [Rect(0, slab + depth, w, slab)], [Rect(0, 0, w, slab)]
     return BandLayout(w, box_height, tuple(first + slabs[0] + second + slabs[1]), u_turn=True)
 
@@ -580,7 +583,7 @@ class BandSizer:
         if slab is None:
             return None
         if w % 2 == 0:
-            heights, wide = self._stack(stack, w // 2, stage, self.cap - 2 * slab), 0
+            heights, wide = self._stack(stack, w // 2, stage, self.cap - 2 * slab), ()
         else:
             heights, wide = self._stepped(stack, w, stage, self.cap - 2 * slab)
         return None if heights is None else pair_layout(w, self.cap, heights + (slab,), wide)
@@ -597,24 +600,25 @@ class BandSizer:
             left -= h
         return tuple(out)
 
-    def _stepped(self, kernels, w: int, stage: Stage, cap: int) -> tuple[tuple[int, ...] | None, int]:
+    def _stepped(self, kernels, w: int, stage: Stage,
+                 cap: int) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
         """A pair's stack at odd width w (see `pair_layout`): each kernel's smallest height meeting
-        the stage, the first `wide` of them at the wider half and the rest at the narrower, with
-        as many wide as may be (fewest rows); (None, 0) if no split fits in cap rows."""
+        the stage at the narrower half, or at the wider half for a run at the top or the bottom
+        of the stack that fills at most half its rows; the split with the fewest rows, as
+        (heights, indices of the wide kernels), or (None, ()) if none fits in cap rows."""
+        n = len(kernels)
         narrow = [self.search.min_height(i, w // 2, stage, cap) for i in kernels]
         broad = [self.search.min_height(i, w - w // 2, stage, cap) for i in kernels]
-        found: tuple[tuple[int, ...] | None, int] = (None, 0)
-        for wide in range(len(kernels) + 1):
-            top, rest = broad[:wide], narrow[wide:]
-            if None in top:
-                break  # a kernel that does not meet the stage at the wider half
-            if None in rest:
+        runs = [tuple(range(k)) for k in range(n + 1)] + [tuple(range(k, n)) for k in range(n)]
+        best: tuple[tuple[int, ...] | None, tuple[int, ...]] = (None, ())
+        for wide in runs:
+            heights = [broad[j] if j in wide else narrow[j] for j in range(n)]
+            if None in heights:
                 continue
-            if 2 * sum(top) > sum(top) + sum(rest):
-                break  # more wide kernels only fill more of the rows
-            if sum(top) + sum(rest) <= cap:
-                found = (tuple(top + rest), wide)
-        return found
+            rows, rows_wide = sum(heights), sum(heights[j] for j in wide)
+            if 2 * rows_wide <= rows and rows <= cap and (best[0] is None or rows < sum(best[0])):
+                best = (tuple(heights), wide)
+        return best
 
     def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:
         key = (band.key, stage)

@@ -168,14 +168,20 @@ def test_an_odd_width_pair_gives_the_wider_half_to_each_layers_first_kernels():
     # Width 11: halves of 6 and 5 columns. The first layer's first stack kernel (3 of the
     # stack's 12 rows, no more than half) takes the wider half; the second layer, a mirror
     # image, takes it where the first is narrow, so no row holds two wide kernels.
-    layout = pair_layout(11, 20, (3, 4, 5, 2), wide=1)
+    layout = pair_layout(11, 20, (3, 4, 5, 2), wide=(0,))
     first, second = layout.rects[:4], layout.rects[4:]
     assert first == (Rect(0, 2, 6, 3), Rect(0, 5, 5, 4), Rect(0, 9, 5, 5), Rect(0, 14, 11, 2))
     assert second == (Rect(5, 11, 6, 3), Rect(6, 7, 5, 4), Rect(6, 2, 5, 5), Rect(0, 0, 11, 2))
     assert all(touch(a, b) for a, b in zip(layout.rects, layout.rects[1:]))
     assert_fits_disjoint([None] * 8, layout.rects, (11, 20), check_sram=False)
+    # Or the last kernel, in the bottom half; its mirror image lies in the top half.
+    bottom = pair_layout(11, 20, (3, 4, 5, 2), wide=(2,))
+    assert bottom.rects[2] == Rect(0, 9, 6, 5) and bottom.rects[6] == Rect(5, 2, 6, 5)
+    assert_fits_disjoint([None] * 8, bottom.rects, (11, 20), check_sram=False)
     with pytest.raises(ValueError):
-        pair_layout(11, 20, (3, 4, 5, 2), wide=2)  # 7 of 12 stack rows wide: rows 7 and 8 clash
+        pair_layout(11, 20, (3, 4, 5, 2), wide=(0, 1))  # rows 2..8 of 12 wide: rows 7, 8 clash
+    with pytest.raises(ValueError):
+        pair_layout(11, 20, (3, 4, 5, 2), wide=(0, 2))  # one in each half: they face each other
 
 
 def test_an_odd_width_pair_band_uses_its_odd_column():
