@@ -26,14 +26,17 @@ from functools import lru_cache
 
 from ir.errors import PlacementError
 from passes.cost import KernelCostModel
-from passes.serpentine import (MAX_BAND_KERNELS, STAGE_TOLERANCE, Band, ComputeDemand,
-                               ShapeSearch, Stage, compute_demand)
+from passes.serpentine import (MAX_BAND_KERNELS, Band, ComputeDemand, ShapeSearch, Stage,
+                               compute_demand)
 
 # The cost-model bound (`real_water_fill`) tries every width up to this, then every
 # BOUND_WIDTH_STEP-th: on Llama-3.1-8B every width of the wse3 gives the same bound to within
 # the bisection's tolerance in a third of the time.
 BOUND_ALL_WIDTHS = 128
 BOUND_WIDTH_STEP = 8
+# The bound is bisected this tightly (relative): it is reported, so a loose bracket would flatter
+# the placement by up to this much.
+BOUND_TOLERANCE = 0.0005
 
 
 def water_fill(demands: list[tuple[ComputeDemand, int]], pes: int) -> float | None:
@@ -70,7 +73,7 @@ def real_water_fill(search: ShapeSearch, fabric: tuple[int, int], wafers: int,
     smallest stage time T at which every kernel, each at the least area the shape search finds
     meeting T at any shape inside one wafer and fitting SRAM, fits on the wafers' PEs together (each
     kernel at its own best shape, as if they could be packed perfectly). `high` is a stage time
-    known to fit (a placement's bottleneck); the answer is within STAGE_TOLERANCE of the bound.
+    known to fit (a placement's bottleneck); the answer is within BOUND_TOLERANCE above the bound.
 
     The compute-only `water_fill` sees FLOPs alone; this also sees what the programs spend on
     loads, stores, reductions and task overheads, and the tile ceilings that make some areas
@@ -96,7 +99,7 @@ def real_water_fill(search: ShapeSearch, fabric: tuple[int, int], wafers: int,
     while hi - gap > 0 and fits(hi - gap):
         hi, gap = hi - gap, 2 * gap
     lo = max(0.0, hi - gap)
-    while hi - lo > max(1.0, hi * STAGE_TOLERANCE):
+    while hi - lo > max(0.5, hi * BOUND_TOLERANCE):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
     return hi

@@ -8,9 +8,10 @@ import random
 
 import pytest
 
-from passes.serpentine import STAGE_TOLERANCE, Band, ComputeDemand, ShapeSearch, bands_of
-from passes.wafer_split import (BandSplitter, merged, real_water_fill, split_bands,
-                                too_few_wafers, wafer_units, water_fill, wafers_lower_bound)
+from passes.serpentine import Band, ComputeDemand, ShapeSearch, bands_of
+from passes.wafer_split import (BOUND_TOLERANCE, BandSplitter, merged, real_water_fill,
+                                split_bands, too_few_wafers, wafer_units, water_fill,
+                                wafers_lower_bound)
 from tests.passes.test_wafer_place import TARGET, synthetic_model
 
 # ---------------------------------------------------------------- water filling
@@ -63,7 +64,7 @@ def test_real_water_fill_matches_every_shape_by_brute_force(wafers):
                      if (c := m.cost(w, h)) is not None})
     exact = next(t for t in stages if fits(t))
     found = real_water_fill(search, fabric, wafers, high=stages[-1])
-    assert exact <= found <= exact * (1 + STAGE_TOLERANCE) + 1
+    assert exact <= found <= exact * (1 + BOUND_TOLERANCE) + 0.5
     assert fits(found)
 
 
