@@ -22,6 +22,7 @@ times (balance). A wafer's run of bands is admissible when its kernels' memory m
 from __future__ import annotations
 
 import math
+from collections import Counter
 from functools import lru_cache
 
 from ir.errors import PlacementError
@@ -81,9 +82,8 @@ def real_water_fill(search: ShapeSearch, fabric: tuple[int, int], wafers: int,
     alone: no placement on these PEs does better (up to the shape search's assumptions)."""
     width, height = fabric
     pes = width * height * wafers
-    kinds: dict[int, list[int]] = {}
-    for i, kind in enumerate(search.kind):
-        kinds.setdefault(kind, []).append(i)
+    count = Counter(search.kind)  # identical kernels ask each question once
+    first = {kind: search.kind.index(kind) for kind in count}
 
     def area(i: int, stage: float) -> float:
         areas = [w * h for w in _bound_widths(width)
@@ -91,11 +91,11 @@ def real_water_fill(search: ShapeSearch, fabric: tuple[int, int], wafers: int,
         return min(areas, default=math.inf)
 
     def fits(stage: float) -> bool:
-        return sum(area(ids[0], stage) * len(ids) for ids in kinds.values()) <= pes
+        return sum(area(first[kind], stage) * n for kind, n in count.items()) <= pes
 
     # Step down from `high` by doubling gaps: the bound is usually a few percent below a
     # placement, and stage times far below it make every width's search walk to its end.
-    lo, hi, gap = 0.0, high, high * 0.01
+    hi, gap = high, high * 0.01
     while hi - gap > 0 and fits(hi - gap):
         hi, gap = hi - gap, 2 * gap
     lo = max(0.0, hi - gap)
