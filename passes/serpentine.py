@@ -15,7 +15,9 @@ makes them cheapest, so that a big single kernel like the head is not squeezed i
 strip. Inside a band every kernel spans the band's width and the kernels stack top to bottom,
 the next band bottom to top, so consecutive kernels touch or nearly so. Identical neighbouring
 layers may instead go as pairs (`paired`, `pair_layout`): two half-width stacks in a U turn,
-each layer's last kernel a slab across both, for kernels that need much less area wide.
+each layer's last kernel a slab across both, for kernels that need much less area wide; at an
+odd width some stack kernels take the wider half, and the stack may start inside the layer and
+wrap round so that they can fill half its rows.
 
 Sizes come from a target `Stage`: at a stage each kernel needs the smallest height (at its band's
 width) that meets it, each band the smallest width whose kernels fit the strip's height, and the
@@ -325,7 +327,7 @@ def stacked(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
 
 
 def pair_layout(w: int, box_height: int, heights: tuple[int, ...],
-                wide: tuple[int, ...] = ()) -> BandLayout:
+                wide: tuple[int, ...] = (), top: int = 0) -> BandLayout:
     """Two identical layers in a w x box_height box, a U turn: the first layer's kernels stacked
     down the left half, its last kernel a slab across the whole width below them, the second
     layer's kernels stacked up the right half and its last kernel a slab across the top.
@@ -343,14 +345,21 @@ def pair_layout(w: int, box_height: int, heights: tuple[int, ...],
     first's mirror image, so a row of the first layer's wide kernels faces the second layer's
     mirror of that row, which must be narrow. That holds when the wide kernels all lie in the
     top half of the stack or all in the bottom half; each layer then has the odd column for
-    those rows, where all-narrow stacks would leave it unused."""
+    those rows, where all-narrow stacks would leave it unused. The stack may start at kernel
+    `top` and wrap round (top, ..., last, first, ..., top - 1), which can put a boundary
+    between kernels nearer the stack's middle: the wide rows can then fill nearly half of it,
+    for a longer chain (the kernel before `top` is a stack's height from the one after it)."""
     *stack, slab = heights
+    n = len(stack)
+    order = [(top + k) % n for k in range(n)] if n else []
     depth = sum(stack)
-    tops = [sum(stack[:j]) for j in range(len(stack))]
+    tops = [0] * n
+    for k, j in enumerate(order):
+        tops[j] = sum(stack[i] for i in order[:k])
     spans = [(tops[j], tops[j] + stack[j]) for j in wide]
     if not (all(2 * b <= depth for _, b in spans) or all(2 * a >= depth for a, _ in spans)):
         raise ValueError(f"wide stack kernels {wide} are not all in one half of the {depth} rows")
-    widths = [w - w // 2 if j in wide else w // 2 for j in range(len(stack))]
+    widths = [w - w // 2 if j in wide else w // 2 for j in range(n)]
     first = [Rect(0, slab + y, cw, h) for y, cw, h in zip(tops, widths, stack)]
     # The second layer runs bottom to top: the first layer's stack mirrored into the right half.
     second = [Rect(w - cw, slab + depth - y - h, cw, h) for y, cw, h in zip(tops, widths, stack)]
@@ -560,12 +569,15 @@ def stage_of(search: ShapeSearch, placed) -> Stage:
 
 class BandSizer:
     """Layouts of bands for a box height -- stacked, or a U turn for a pair band: the narrowest
-    one meeting a stage, and the fastest one at a given width; memoised per band key."""
+    one meeting a stage, and the fastest one at a given width; memoised per band key. With
+    `wrap`, an odd-width pair's stack may start inside the layer when that is all that fits
+    (see `pair_layout`)."""
 
-    def __init__(self, search: ShapeSearch, width: int, strip_height: int):
+    def __init__(self, search: ShapeSearch, width: int, strip_height: int, wrap: bool = False):
         self.search = search
         self.width = width
         self.cap = strip_height
+        self.wrap = wrap
         self._narrowest: dict = {}  # (key, stage) -> BandLayout | None
         self._known: dict = {}      # key -> [(stage, width)] found, to bracket later searches
         self._fastest: dict = {}    # (key, width) -> BandLayout | None
@@ -582,11 +594,10 @@ class BandSizer:
         slab = self.search.min_height(last, w, stage, self.cap // 2)
         if slab is None:
             return None
-        if w % 2 == 0:
-            heights, wide = self._stack(stack, w // 2, stage, self.cap - 2 * slab), ()
-        else:
-            heights, wide = self._stepped(stack, w, stage, self.cap - 2 * slab)
-        return None if heights is None else pair_layout(w, self.cap, heights + (slab,), wide)
+        if w % 2:
+            return self._stepped(stack, w, stage, slab)
+        heights = self._stack(stack, w // 2, stage, self.cap - 2 * slab)
+        return None if heights is None else pair_layout(w, self.cap, heights + (slab,))
 
     def _stack(self, kernels, w: int, stage: Stage, cap: int) -> tuple[int, ...] | None:
         """Each kernel's smallest height at width w meeting the stage, or None if together they
@@ -600,25 +611,31 @@ class BandSizer:
             left -= h
         return tuple(out)
 
-    def _stepped(self, kernels, w: int, stage: Stage,
-                 cap: int) -> tuple[tuple[int, ...] | None, tuple[int, ...]]:
-        """A pair's stack at odd width w (see `pair_layout`): each kernel's smallest height meeting
-        the stage at the narrower half, or at the wider half for a run at the top or the bottom
-        of the stack that fills at most half its rows; the split with the fewest rows, as
-        (heights, indices of the wide kernels), or (None, ()) if none fits in cap rows."""
-        n = len(kernels)
+    def _stepped(self, kernels, w: int, stage: Stage, slab: int) -> BandLayout | None:
+        """A pair at odd width w (see `pair_layout`) with each stack kernel at its smallest height
+        meeting the stage: at the narrower half, or at the wider half for a run at the top or
+        the bottom of the stack that fills at most half its rows. The stack in pipeline order
+        with the fewest rows if one fits; else, with `wrap`, the stack starting at each kernel
+        in turn at its fewest rows, the one with the shortest chain; None if nothing fits."""
+        n, cap = len(kernels), self.cap - 2 * slab
         narrow = [self.search.min_height(i, w // 2, stage, cap) for i in kernels]
         broad = [self.search.min_height(i, w - w // 2, stage, cap) for i in kernels]
-        runs = [tuple(range(k)) for k in range(n + 1)] + [tuple(range(k, n)) for k in range(n)]
-        best: tuple[tuple[int, ...] | None, tuple[int, ...]] = (None, ())
-        for wide in runs:
-            heights = [broad[j] if j in wide else narrow[j] for j in range(n)]
-            if None in heights:
-                continue
-            rows, rows_wide = sum(heights), sum(heights[j] for j in wide)
-            if 2 * rows_wide <= rows and rows <= cap and (best[0] is None or rows < sum(best[0])):
-                best = (tuple(heights), wide)
-        return best
+        found = []
+        for top in range(n if self.wrap else 1):
+            order = [(top + k) % n for k in range(n)]
+            best = None
+            for run in [order[:k] for k in range(n + 1)] + [order[k:] for k in range(1, n)]:
+                heights = [broad[j] if j in run else narrow[j] for j in range(n)]
+                if None in heights:
+                    continue
+                rows, rows_wide = sum(heights), sum(heights[j] for j in run)
+                if 2 * rows_wide <= rows <= cap and (best is None or rows < best[0]):
+                    best = (rows, tuple(heights), tuple(sorted(run)))
+            if best is not None:
+                found.append(pair_layout(w, self.cap, best[1] + (slab,), best[2], top))
+                if top == 0:
+                    break
+        return min(found, key=lambda layout: chain_length2(layout.rects), default=None)
 
     def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:
         key = (band.key, stage)
@@ -674,12 +691,14 @@ def _smallest_passing(attempt, lo: float, hi: float, found):
 
 
 def serpentine_layout(search: ShapeSearch, bands: list[Band], fabric: tuple[int, int],
-                      strips: int, compute_floor: float = 0.0) -> SerpentineLayout | None:
+                      strips: int, compute_floor: float = 0.0,
+                      wrap: bool = False) -> SerpentineLayout | None:
     """The serpentine layout on `strips` strips with the smallest stage found (real cycles, then
     compute-only cycles), or None when the bands do not fit even with every kernel at its
     smallest SRAM-fitting height. `compute_floor` is a lower bound on the compute-only stage
-    time (the water-filling ideal); it only shortens the second bisection."""
-    builder = _Builder(search, bands, Frame.for_bands(bands, fabric, strips))
+    time (the water-filling ideal); it only shortens the second bisection. `wrap` lets pairs'
+    stacks wrap round (`BandSizer`): a little faster at some widths, for longer chains."""
+    builder = _Builder(search, bands, Frame.for_bands(bands, fabric, strips), wrap)
     found = builder.attempt(Stage())
     if found is None:
         return None
@@ -695,16 +714,17 @@ def serpentine_layout(search: ShapeSearch, bands: list[Band], fabric: tuple[int,
 class _Builder:
     """Lays the bands out in a frame for a stage; one BandSizer per box height."""
 
-    def __init__(self, search: ShapeSearch, bands: list[Band], frame: Frame):
+    def __init__(self, search: ShapeSearch, bands: list[Band], frame: Frame, wrap: bool):
         self.search = search
         self.bands = bands
         self.frame = frame
+        self.wrap = wrap
         self.roles = [frame.role(k, len(bands)) for k in range(len(bands))]
         self._sizers: dict[int, BandSizer] = {}
 
     def sizer(self, height: int) -> BandSizer:
         if height not in self._sizers:
-            self._sizers[height] = BandSizer(self.search, self.frame.fabric[0], height)
+            self._sizers[height] = BandSizer(self.search, self.frame.fabric[0], height, self.wrap)
         return self._sizers[height]
 
     def attempt(self, stage: Stage) -> tuple[Frame, list[PlacedBand]] | None:

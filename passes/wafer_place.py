@@ -18,6 +18,7 @@ How (each step is its own module):
    real cost model;
 2. construct (`serpentine`): per wafer, the layers as bands in a serpentine over 1 to 4 strips
    (more for "latency"), single or in pairs, sized by bisecting the stage time; "throughput"
+   lets a pair's stack wrap round where that alone fits (faster, for a longer chain) and
    keeps, per wafer, the shortest-chain layout that is as fast as the slowest wafer's best,
    "latency" the shortest within `latency_slack` of it;
 3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs are kept
@@ -259,6 +260,7 @@ class _WaferConstructor:
         self.fabric = fabric
         self.strips = STRIP_CHOICES[layout]
         self.latency = layout == "latency"
+        self.wrap = not self.latency  # wrapped pair stacks: a little faster, longer chains
         self.slack = slack
         self._memo: dict = {}
 
@@ -289,7 +291,7 @@ class _WaferConstructor:
                                    if len(together) < len(bands)]
             self._memo[key] = [layout for grouped in groupings for strips in self.strips
                                if (layout := serpentine_layout(self.search, grouped, self.fabric,
-                                                               strips, floor))]
+                                                               strips, floor, self.wrap))]
         return self._memo[key]
 
     def _rebalance(self, units: list[Band], starts: list[int], splitter: BandSplitter,

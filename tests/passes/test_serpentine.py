@@ -198,6 +198,37 @@ def test_an_odd_width_pair_band_uses_its_odd_column():
     assert_fits_disjoint([models[i] for i in pair.kernels], odd.rects, (11, 60))
 
 
+def test_a_pair_stack_can_wrap_round_so_its_wide_kernels_fill_half_its_rows():
+    # Stack kernels of 2, 6 and 4 rows: in pipeline order no run at the top or the bottom is
+    # half the 12 rows. Starting at the last kernel (order 2, 0, 1), kernels 2 and 0 are the
+    # top 6 rows, so the odd column is used in every row of the stack.
+    layout = pair_layout(11, 20, (2, 6, 4, 2), wide=(0, 2), top=2)
+    first, second = layout.rects[:4], layout.rects[4:]
+    assert first == (Rect(0, 6, 6, 2), Rect(0, 8, 5, 6), Rect(0, 2, 6, 4), Rect(0, 14, 11, 2))
+    assert second == (Rect(5, 8, 6, 2), Rect(6, 2, 5, 6), Rect(5, 10, 6, 4), Rect(0, 0, 11, 2))
+    assert_fits_disjoint([None] * 8, layout.rects, (11, 20), check_sram=False)
+    assert sum(r.area for r in layout.rects) == 11 * 16  # stack and slabs leave no PE free
+    with pytest.raises(ValueError):
+        pair_layout(11, 20, (2, 6, 4, 2), wide=(0, 2))  # in pipeline order they face each other
+
+
+def test_a_wrapped_pair_stack_is_used_only_where_it_is_faster():
+    # Two small kernels around a big one: in pipeline order only one small kernel can have the
+    # wider half; wrapped round, both.
+    kernels, models = synthetic_model(layers=2, layer_kernels=((1000, 6), (4000, 20), (1000, 6),
+                                                               (4000, 20)))
+    search = ShapeSearch(models, 60)
+    pair = paired(bands_of([k.layer for k in kernels], search.kind))[1]
+    plain, wrapped = BandSizer(search, 72, 60), BandSizer(search, 72, 60, wrap=True)
+    speed = [band_stage(search, pair, s.fastest(pair, 9)) for s in (plain, wrapped)]
+    assert (speed[1].real, speed[1].compute) < (speed[0].real, speed[0].compute)
+    rects = wrapped.fastest(pair, 9).rects
+    assert [r.w for r in rects[:3]] == [5, 4, 5] and rects[1].y < rects[0].y  # starts at the big one
+    assert_fits_disjoint([models[i] for i in pair.kernels], rects, (9, 60))
+    # Where the stack in pipeline order fits, that is the layout, wrap or not.
+    assert wrapped.fastest(pair, 11) == plain.fastest(pair, 11)
+
+
 def test_a_u_turn_band_leaves_the_next_one_entering_where_it_entered():
     bands = [Band((0, 1), ("pair", 0), 0, pair=True), band(2, 2), band(3, 3), band(4, 4)]
     layouts = [pair_layout(4, 10, (8, 1))] + [stacked(3, 10, (10,))] * 3
