@@ -35,6 +35,9 @@ class Captured:
     name: str
     out_spec: str | None  # `treespec_dumps` JSON of the output pytree; None if not serialisable
     model: torch.nn.Module | None = None  # the eager model; None when loaded from a .pt2
+    # Keys every attention sees at most, as the model's config declares (HF `sliding_window`):
+    # a trace no longer than the window cannot show it in its masks. None: no window, or unknown.
+    window: int | None = None
 
     def example_tensors(self) -> list[torch.Tensor]:
         """The example inputs' tensors in the graph's input order (non-tensor inputs dropped)."""
@@ -78,7 +81,8 @@ def capture(model: torch.nn.Module, args: tuple, kwargs: dict | None = None) -> 
         raise CompilerError(f"torch.export failed: {first_line(exc)}",
                             hint="waferc traces with torch.export.export(strict=False); the model "
                                  "must run with the example inputs given") from None
-    return Captured(exported, _graph_name(type(model).__name__), _out_spec_json(exported), model)
+    return Captured(exported, _graph_name(type(model).__name__), _out_spec_json(exported), model,
+                    config_window(model) if _is_hf_model(model) else None)
 
 
 def capture_pt2(path: str | Path) -> Captured:
@@ -94,6 +98,19 @@ def capture_pt2(path: str | Path) -> Captured:
 def _graph_name(name: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_]", "_", name)
     return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
+
+
+def config_window(model: torch.nn.Module) -> int | None:
+    """The sliding window of an HF config whose every attention layer uses it (Mistral, Phi-3);
+    None for full attention (Llama; Qwen2 with `use_sliding_window` off) and for configs that
+    mix windowed and full layers (`layer_types`), which the layer-stamped trace cannot tell
+    apart."""
+    config = model.config
+    window = getattr(config, "sliding_window", None)
+    if type(window) is not int or window < 1 or getattr(config, "use_sliding_window", True) is False:
+        return None
+    kinds = set(getattr(config, "layer_types", None) or ["sliding_attention"])
+    return window if kinds == {"sliding_attention"} else None
 
 
 def _is_hf_model(model: torch.nn.Module) -> bool:

@@ -49,7 +49,7 @@ class Lowered:
 def lower(captured: Captured) -> Lowered:
     """Fold constants, then translate the exported graph node by node."""
     exported = captured.exported
-    lowering = _Lowering(exported, fold_constants(exported), captured.name)
+    lowering = _Lowering(exported, fold_constants(exported), captured.name, captured.window)
     for node in exported.graph.nodes:
         lowering.visit(node)
     graph = lowering.graph
@@ -79,9 +79,10 @@ def tensor_type(t: torch.Tensor, loc: SourceLoc | None = None) -> TensorType:
 class _Lowering:
     """Walks the exported graph in order; one `_visit_<opcode>` method per FX opcode."""
 
-    def __init__(self, exported, folding: Folding, name: str):
+    def __init__(self, exported, folding: Folding, name: str, window: int | None = None):
         self.exported = exported
         self.folding = folding
+        self.window = window  # the model's sliding window (`Captured.window`)
         self.graph = Graph(name)
         self.params: dict[str, np.ndarray | None] = {}
         self.env: dict[Node, object] = {}  # FX node -> IR Value, python literal, or _Pieces
@@ -211,6 +212,11 @@ class NodeBuilder:
     def mask_pattern(self) -> MaskPattern | None:
         """The pattern of an sdpa node's folded mask, when lowering states it by attributes."""
         return self._lowering.folding.sdpa_masks.get(self.node)
+
+    @property
+    def model_window(self) -> int | None:
+        """The sliding window the model's config declares for every attention, if any."""
+        return self._lowering.window
 
     def emit(self, opname: str, operands: list[Value], tag: str = "", **attrs) -> Value:
         """Append an op. Untagged, its value takes the node's name; tagged ones are helpers."""
@@ -381,10 +387,17 @@ def _sdpa(b: NodeBuilder, q: Value, k: Value, v: Value, attn_mask=None, dropout_
     if scale is None:
         scale = 1.0 / math.sqrt(q.type.shape[-1])
     pattern = b.mask_pattern  # a recognised mask is dropped for attributes
-    operands = [q, k, v] + ([attn_mask] if attn_mask is not None and pattern is None else [])
-    window = {"window": pattern.window} if pattern is not None and pattern.window else {}
+    masked = attn_mask is not None and pattern is None
+    operands = [q, k, v] + ([attn_mask] if masked else [])
     causal = bool(is_causal or (pattern is not None and pattern.causal))
-    return b.emit("sdpa", operands, scale=float(scale), causal=causal, **window)
+    window = pattern.window if pattern is not None else None
+    if window is None and causal and not masked and b.model_window is not None \
+            and k.type.shape[-2] <= b.model_window:
+        # The trace is no longer than the window, so its mask could not show it; the KV cache
+        # must still keep only the window's keys. Within the trace it hides nothing.
+        window = b.model_window
+    return b.emit("sdpa", operands, scale=float(scale), causal=causal,
+                  **({"window": window} if window else {}))
 
 
 # ---------------------------------------------------------------- table entries: data movement

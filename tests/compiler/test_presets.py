@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from compiler.frontend.capture import config_window
 from compiler.hf import HFModelError, build_hf_model, locate_config
 from compiler.presets import PRESETS_DIR, preset_dir, preset_names
 from ir.errors import CompilerError
@@ -315,3 +316,10 @@ def test_bert_base_compiles_size_only_on_wse3():
 @pytest.mark.parametrize("name", ["gpt2", "phi-3-mini", "mistral-7b", "qwen2-7b", "gemma-7b"])
 def test_architecture_presets_compile_size_only_on_wse3(name):
     _compile_size_only(name)
+
+
+@pytest.mark.parametrize("name, window", [("mistral-7b", 4096), ("phi-3-mini", 2047),
+                                          ("qwen2-7b", None), ("llama-3.1-8b", None)])
+def test_the_sliding_window_every_attention_uses_comes_from_the_config(name, window):
+    # Qwen2's config names a window but turns it off (`use_sliding_window: false`).
+    assert config_window(build_hf_model(name)[0]) == window

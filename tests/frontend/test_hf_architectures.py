@@ -10,6 +10,8 @@ the tanh pooler). Each model is compiled once per module.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch.utils import _pytree as pytree
@@ -22,6 +24,7 @@ from passes.shard_rules import plan_sharding
 transformers = pytest.importorskip("transformers")
 
 SEQ, VOCAB, WINDOW = 8, 128, 4
+CONTEXT = 1024  # KV-cache tokens for the one-token traces
 _DECODER = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
 ARCHITECTURES = {  # name: (model class, config class, config)
@@ -172,3 +175,25 @@ def test_the_sliding_window_changes_the_answer():
     ids = torch.randint(0, VOCAB, (1, SEQ), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (windowed(ids).logits - full(ids).logits).abs().max() > 1e-3
+
+
+def test_a_one_token_trace_takes_the_sliding_window_from_the_config():
+    """One token's mask cannot show a window, but the KV cache only ever needs the window's keys:
+    the window comes from the config, and the numerics do not change."""
+    ids = torch.randint(0, VOCAB, (1, 1), generator=torch.Generator().manual_seed(1))
+    windowed, full = make_model("mistral"), make_model("mistral")
+    full.config.sliding_window = None
+    kv = {}
+    for name, model in (("windowed", windowed), ("full", full)):
+        cm = compiler.compile(model, (ids,), {}, target="toy", fabric_dims=(80, 80),
+                              max_context=CONTEXT)
+        graph = parse_graph(cm.artifact.files["model.ir"].decode())
+        assert [op.attrs.get("window") for op in ops_named(graph, "sdpa")] == \
+            ([WINDOW] * 2 if name == "windowed" else [None] * 2)
+        assert cm.run().max_abs_error <= 1e-4
+        regions = json.loads(cm.artifact.files["placement.json"])["regions"]
+        kv[name] = sum(r["sram_bytes"] for r in regions if r["kernel"].endswith("_self_attn"))
+    # K and V of 2 layers, 2 kv heads of 16 f32s each: for the context in full, for the window
+    # alone when windowed (plus the same small buffers).
+    context_kv = 2 * 2 * CONTEXT * 2 * 16 * 4
+    assert kv["full"] >= context_kv and kv["windowed"] < context_kv / 8
