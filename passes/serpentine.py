@@ -347,11 +347,12 @@ def pair_layout(w: int, box_height: int, heights: tuple[int, ...],
     top half of the stack or all in the bottom half; each layer then has the odd column for
     those rows, where all-narrow stacks would leave it unused. The stack may start at kernel
     `top` and wrap round (top, ..., last, first, ..., top - 1), which can put a boundary
-    between kernels nearer the stack's middle: the wide rows can then fill nearly half of it,
-    for a longer chain (the kernel before `top` is a stack's height from the one after it)."""
+    between kernels nearer the stack's middle, so that the wide rows fill nearly half of it.
+    The chain is longer: kernel top - 1 ends at the bottom of the stack, kernel top starts at
+    its top, and the slab is a part of the stack's height from the last stack kernel."""
     *stack, slab = heights
     n = len(stack)
-    order = [(top + k) % n for k in range(n)] if n else []
+    order = [(top + k) % n for k in range(n)]
     depth = sum(stack)
     tops = [0] * n
     for k, j in enumerate(order):
