@@ -200,12 +200,12 @@ def refine_layouts(search: ShapeSearch, layouts: list[SerpentineLayout], budget:
             firsts.setdefault(placed.box_key, placed)
     stage = Stage(max(layout.stage.real for layout in layouts),
                   max(layout.stage.compute for layout in layouts))
-    # A U-turn (pair) band is kept as built: its chain does not run from top to bottom, and
-    # its stacks and slabs leave nothing to rearrange.
+    # A band of several layers (a pair or a couple) is kept as built: its chain does not run
+    # straight down its box, and its stacks and slabs leave nothing to rearrange.
     turns = [band_stage(search, p.band, p.layout).real
-             for p in firsts.values() if p.layout.u_turn]
+             for p in firsts.values() if p.band.pair]
     refiners = {key: BandRefiner(search, placed.band, placed.layout, stage)
-                for key, placed in firsts.items() if not placed.layout.u_turn}
+                for key, placed in firsts.items() if not placed.band.pair}
     fastest = {key: (r.start, r.stage) for key, r in refiners.items()}
     if faster:
         fastest.update(_faster(refiners, budget.share(0.5), max(turns, default=0)))

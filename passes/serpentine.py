@@ -17,7 +17,9 @@ the next band bottom to top, so consecutive kernels touch or nearly so. Identica
 layers may instead go as pairs (`paired`, `pair_layout`): two half-width stacks in a U turn,
 each layer's last kernel a slab across both, for kernels that need much less area wide; at an
 odd width some stack kernels take the wider half, and the stack may start inside the layer and
-wrap round so that they can fill half its rows.
+wrap round so that they can fill half its rows. Two identical pairs may go as a couple
+(`coupled`): side by side with a boundary that steps by a column at half height, so that at an
+odd width each averages half of it.
 
 Sizes come from a target `Stage`: at a stage each kernel needs the smallest height (at its band's
 width) that meets it, each band the smallest width whose kernels fit the strip's height, and the
@@ -236,6 +238,7 @@ class Band:
     key: tuple                # the kernels' kinds (`ShapeSearch.kind`: equal signatures)
     layer: int | None
     pair: bool = False        # two identical layers laid out together (see `paired`)
+    couple: bool = False      # two identical pairs laid out together (see `coupled`)
 
 
 def bands_of(layers: list[int | None], kinds: list[int]) -> list[Band]:
@@ -264,6 +267,24 @@ def paired(bands: list[Band]) -> list[Band]:
         b = bands[k + 1] if k + 1 < len(bands) else None
         if b is not None and _pairable(a, b):
             out.append(Band(a.kernels + b.kernels, ("pair",) + a.key, a.layer, pair=True))
+            k += 2
+        else:
+            out.append(a)
+            k += 1
+    return out
+
+
+def coupled(bands: list[Band]) -> list[Band]:
+    """The bands with consecutive identical pair bands (from `paired`) joined two by two into
+    couples of four layers (see `BandSizer`); a pair left without a partner stays a pair."""
+    out: list[Band] = []
+    k = 0
+    while k < len(bands):
+        a = bands[k]
+        b = bands[k + 1] if k + 1 < len(bands) else None
+        if b is not None and a.pair and b.pair and not (a.couple or b.couple) and a.key == b.key:
+            out.append(Band(a.kernels + b.kernels, ("couple",) + a.key, a.layer, pair=True,
+                            couple=True))
             k += 2
         else:
             out.append(a)
@@ -589,6 +610,8 @@ class BandSizer:
         if not band.pair:
             heights = self._stack(band.kernels, w, stage, self.cap)
             return None if heights is None else stacked(w, self.cap, heights)
+        if band.couple:
+            return self._couple(band, w, stage)
         *stack, last = band.kernels[:len(band.kernels) // 2]
         if w < 2:
             return None
@@ -638,6 +661,24 @@ class BandSizer:
                     break
         return min(found, key=lambda layout: chain_length2(layout.rects), default=None)
 
+    def _couple(self, band: Band, w: int, stage: Stage) -> BandLayout | None:
+        """Two identical pairs (four layers) in a w x cap box: the first pair on the left, the
+        second the first turned half round (180 degrees) on the right, so the couple enters at
+        its top edge and leaves at its bottom edge. The boundary between the pairs steps by a
+        column at half height: the first pair is ceil(w / 2) wide above it and floor(w / 2)
+        below, the second the other way round. At an odd width each pair then averages w / 2
+        columns, where side-by-side rectangular pairs would be floor(w / 2) and ceil(w / 2)
+        wide and the narrower one the slower (every pair holds the heaviest kernels)."""
+        if w < 4:
+            return None
+        first = band.kernels[:len(band.kernels) // 2]
+        step = self.cap // 2  # the second pair's narrow rows begin where the first's end
+        rects = _StepPair(self.search, first, (w + 1) // 2, w // 2, step, self.cap).fit(stage)
+        if rects is None:
+            return None
+        turned = [Rect(w - r.x - r.w, self.cap - r.y - r.h, r.w, r.h) for r in rects]
+        return BandLayout(w, self.cap, tuple(rects + turned))
+
     def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:
         key = (band.key, stage)
         if key not in self._narrowest:
@@ -673,6 +714,113 @@ class BandSizer:
         slowest = band_stage(self.search, band, layout)
         return _smallest_passing(lambda t: self.layout(band, w, Stage(slowest.real, t)), 0,
                                  slowest.compute, layout)
+
+
+class _StepPair:
+    """One pair of layers (kernels `kernels`: layer A then layer B) in a box `top` columns wide
+    above row `step` and `bottom` (top or top - 1) wide below it, as the first pair of a couple.
+
+    As in `pair_layout`, A's stack runs down the left, its last kernel a slab across the bottom,
+    and B's stack runs up the right to its slab across the top. Each row's columns are shared
+    by a profile: A has `share(row)` of them, B the rest. Where a row's width is even they split
+    evenly; in the part of the box where it is odd, A has the wider share above a row `split`
+    and B below it (or the other way round), so each layer has the odd column for part of those
+    rows. A kernel spanning rows with different shares takes the narrowest. The split is chosen
+    among SPLIT_TRIES rows of that part, the first (in a fixed order) at which both stacks fit."""
+
+    SPLIT_TRIES = 8
+
+    def __init__(self, search: ShapeSearch, kernels, top: int, bottom: int, step: int,
+                 height: int):
+        self.search = search
+        half = len(kernels) // 2
+        *self.stack_a, self.slab = kernels[:half]
+        self.stack_b = kernels[half:-1]
+        self.widths = (top, bottom)
+        self.step = step
+        self.height = height
+
+    def fit(self, stage: Stage) -> list[Rect] | None:
+        top, bottom = self.widths
+        slab_b = self.search.min_height(self.slab, top, stage, self.step)
+        slab_a = self.search.min_height(self.slab, bottom, stage, self.height - self.step)
+        if slab_b is None or slab_a is None:
+            return None
+        rows = (slab_b, self.height - slab_a)  # the stacks' rows
+        odd = (rows[0], self.step) if top % 2 else (self.step, rows[1]) if bottom % 2 else None
+        for split in self._splits(odd):
+            for a_first in (True, False):
+                share = self._share(split, a_first)
+                a = self._stack_a(stage, share, rows)
+                b = a and self._stack_b(stage, share, rows)
+                if a and b:
+                    slabs = [Rect(0, rows[1], bottom, slab_a)], [Rect(0, 0, top, slab_b)]
+                    return a + slabs[0] + b + slabs[1]
+        return None
+
+    def _splits(self, odd: tuple[int, int] | None) -> list[int]:
+        """The rows to try splitting the odd part of the stack rows at (any one if none is odd)."""
+        if odd is None or odd[1] <= odd[0]:
+            return [odd[0] if odd else 0]
+        lo, hi = odd
+        return sorted({lo + (hi - lo) * k // self.SPLIT_TRIES for k in range(self.SPLIT_TRIES + 1)})
+
+    def _share(self, split: int, a_first: bool) -> list[tuple[int, int, int, int]]:
+        """The profile as (first row, end row, row width, A's columns) pieces, top to bottom."""
+        pieces = []
+        for start, end, width in ((0, self.step, self.widths[0]),
+                                  (self.step, self.height, self.widths[1])):
+            if width % 2 == 0:
+                pieces.append((start, end, width, width // 2))
+                continue
+            wide, narrow = width - width // 2, width // 2
+            cut = min(max(split, start), end)
+            first, second = (wide, narrow) if a_first else (narrow, wide)
+            pieces += [(start, cut, width, first), (cut, end, width, second)]
+        return [p for p in pieces if p[0] < p[1]]
+
+    @staticmethod
+    def _over(share, y0: int, y1: int) -> tuple[int, int, int]:
+        """Over rows [y0, y1): (least A columns, most A columns, least row width)."""
+        seen = [(width, a) for start, end, width, a in share if start < y1 and end > y0]
+        return (min(a for _, a in seen), max(a for _, a in seen), min(w for w, _ in seen))
+
+    def _stack_a(self, stage: Stage, share, rows) -> list[Rect] | None:
+        """A's stack down from the top of the stack rows, each kernel as wide as A's share of
+        every row it spans allows (narrowed until that holds), or None if it runs out of rows."""
+        out, y = [], rows[0]
+        for i in self.stack_a:
+            w = self._over(share, y, y + 1)[0]
+            while True:
+                h = self.search.min_height(i, w, stage, rows[1] - y) if w > 0 else None
+                if h is None:
+                    return None
+                least = self._over(share, y, y + h)[0]
+                if least >= w:
+                    break
+                w = least
+            out.append(Rect(0, y, w, h))
+            y += h
+        return out
+
+    def _stack_b(self, stage: Stage, share, rows) -> list[Rect] | None:
+        """B's stack up from the bottom of the stack rows, each kernel right of A's share and
+        inside the box in every row it spans, or None if it runs out of rows."""
+        out, y = [], rows[1]  # y: the bottom edge of B's next kernel
+        for i in self.stack_b:
+            _, most, width = self._over(share, y - 1, y)
+            w = width - most
+            while True:
+                h = self.search.min_height(i, w, stage, y - rows[0]) if w > 0 else None
+                if h is None:
+                    return None
+                _, most, width = self._over(share, y - h, y)
+                if width - most >= w:
+                    break
+                w = width - most
+            out.append(Rect(most, y - h, w, h))
+            y -= h
+        return out
 
 
 def _smallest_passing(attempt, lo: float, hi: float, found):

@@ -17,14 +17,15 @@ How (each step is its own module):
    times; then kernels are moved between wafers while that makes the slowest wafer faster in the
    real cost model;
 2. construct (`serpentine`): per wafer, the layers as bands in a serpentine over 1 to 4 strips
-   (more for "latency"), single or in pairs, sized by bisecting the stage time; "throughput"
+   (more for "latency"), single, in pairs or in couples of pairs, sized by bisecting the stage
+   time; "throughput"
    lets a pair's stack wrap round where that alone fits (faster, for a longer chain) and
    keeps, per wafer, the shortest-chain layout that is as fast as the slowest wafer's best,
    "latency" the shortest within `latency_slack` of it;
-3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs are kept
-   as built) is re-solved once with CP-SAT -- fastest slowest kernel ("throughput" only), then,
-   capped at the whole placement's bottleneck, the shortest chain -- and the answer is stamped
-   onto all its copies.
+3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs and
+   couples are kept as built) is re-solved once with CP-SAT -- fastest slowest kernel
+   ("throughput" only), then, capped at the whole placement's bottleneck, the shortest chain --
+   and the answer is stamped onto all its copies.
 
 Quality figures on the returned Placement (the definitions the report uses):
 - `ideal_stage_cycles`: the compute-only water-filling bound on all the wafers' PEs (see
@@ -60,7 +61,8 @@ from passes.cost import KernelCostModel
 from passes.place import SearchBudget
 from passes.refine import refine_layouts
 from passes.serpentine import (Band, SerpentineLayout, ShapeSearch, Stage, bands_of,
-                               chain_length2, compute_demand, paired, serpentine_layout)
+                               chain_length2, compute_demand, coupled, paired,
+                               serpentine_layout)
 from passes.wafer_split import (BandSplitter, merged, real_water_fill, resident_what,
                                 split_bands, too_few_wafers, wafer_units, water_fill,
                                 wafers_lower_bound)
@@ -284,11 +286,13 @@ class _WaferConstructor:
 
     def _candidates(self, bands: list[Band], floor: float) -> list[SerpentineLayout]:
         """A layout per strip count, with the layers single and, where there are identical
-        neighbours, in pairs."""
+        neighbours, in pairs, and where there are identical pairs, in couples."""
         key = tuple(b.key for b in bands)
         if key not in self._memo:
-            groupings = [bands] + [together for together in [paired(bands)]
-                                   if len(together) < len(bands)]
+            pairs = paired(bands)
+            couples = coupled(pairs)
+            groupings = [bands] + [together for together, fewer in ((pairs, bands), (couples, pairs))
+                                   if len(together) < len(fewer)]
             self._memo[key] = [layout for grouped in groupings for strips in self.strips
                                if (layout := serpentine_layout(self.search, grouped, self.fabric,
                                                                strips, floor, self.wrap))]
@@ -366,6 +370,8 @@ def _rebind(layout: SerpentineLayout, bands: list[Band]) -> SerpentineLayout:
     paired as the layout's bands are."""
     if any(p.band.pair for p in layout.bands):
         bands = paired(bands)
+    if any(p.band.couple for p in layout.bands):
+        bands = coupled(bands)
     placed = tuple(replace(p, band=band) for p, band in zip(layout.bands, bands))
     return replace(layout, bands=placed)
 

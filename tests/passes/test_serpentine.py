@@ -8,7 +8,7 @@ import pytest
 
 from ir.kernels import ShapeCost
 from passes.serpentine import (Band, BandLayout, BandSizer, Frame, Rect, ShapeSearch, Stage,
-                               band_stage, bands_of, pair_layout, paired, place_bands,
+                               band_stage, bands_of, coupled, pair_layout, paired, place_bands,
                                serpentine_layout, stacked)
 from tests.passes.test_wafer_place import SyntheticModel, synthetic_model, wide_last_model
 
@@ -227,6 +227,47 @@ def test_a_wrapped_pair_stack_is_used_only_where_it_is_faster():
     assert_fits_disjoint([models[i] for i in pair.kernels], rects, (9, 60))
     # Where the stack in pipeline order fits, that is the layout, wrap or not.
     assert wrapped.fastest(pair, 11) == plain.fastest(pair, 11)
+
+
+def couple_model():
+    kernels, models = synthetic_model(layers=4, layer_kernels=((4000, 20),) * 3)
+    search = ShapeSearch(models, 60)
+    pairs = paired(bands_of([k.layer for k in kernels], search.kind))
+    couple = next(b for b in coupled(pairs) if b.couple)
+    return models, search, next(b for b in pairs if b.pair), couple
+
+
+def test_two_pairs_couple_up_and_a_pair_without_a_partner_stays():
+    couple = couple_model()[3]
+    assert couple.kernels == tuple(range(1, 13)) and couple.pair and couple.layer == 0
+    kernels, models = synthetic_model(layers=3, layer_kernels=((4000, 20),) * 3)
+    bands = paired(bands_of([k.layer for k in kernels], ShapeSearch(models, 60).kind))
+    assert coupled(bands) == bands  # one pair and a single layer: nothing to couple
+
+
+@pytest.mark.parametrize("w", range(4, 31))
+def test_a_couple_is_two_pairs_with_a_stepped_boundary_and_valid(w):
+    models, search, pair, couple = couple_model()
+    layout = BandSizer(search, 72, 60).fastest(couple, w)
+    if layout is None:
+        assert BandSizer(search, 72, 60).fastest(pair, w // 2) is None
+        return
+    rects = layout.rects
+    assert_fits_disjoint([models[i] for i in couple.kernels], rects, (w, 60))
+    first, second = rects[:6], rects[6:]
+    # The second pair is the first turned half round; the first keeps to its stepped region.
+    assert list(second) == [Rect(w - r.x - r.w, 60 - r.y - r.h, r.w, r.h) for r in first]
+    assert all(r.x + r.w <= (w + 1) // 2 if r.y + r.h <= 30 else r.x + r.w <= w // 2 for r in first)
+    # It runs from the top edge (below the second layer's slab) to the bottom edge.
+    assert first[0].y == first[-1].h and second[-1].y + second[-1].h == 60
+
+
+def test_a_couple_at_an_odd_width_beats_its_narrower_pair():
+    _, search, pair, couple = couple_model()
+    sizer = BandSizer(search, 72, 60)
+    narrower = band_stage(search, pair, sizer.fastest(pair, 7))
+    both = band_stage(search, couple, sizer.fastest(couple, 15))
+    assert (both.real, both.compute) < (narrower.real, narrower.compute)
 
 
 def test_a_u_turn_band_leaves_the_next_one_entering_where_it_entered():
