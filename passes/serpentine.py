@@ -260,34 +260,28 @@ def paired(bands: list[Band]) -> list[Band]:
     """The bands with consecutive identical layers joined two by two into pair bands (see
     `pair_layout`); a layer left without a partner stays single. Deterministic in the bands'
     keys, so equal runs of bands pair up alike."""
-    out: list[Band] = []
-    k = 0
-    while k < len(bands):
-        a = bands[k]
-        b = bands[k + 1] if k + 1 < len(bands) else None
-        if b is not None and _pairable(a, b):
-            out.append(Band(a.kernels + b.kernels, ("pair",) + a.key, a.layer, pair=True))
-            k += 2
-        else:
-            out.append(a)
-            k += 1
-    return out
+    return _joined(bands, _pairable, lambda a, b: Band(a.kernels + b.kernels, ("pair",) + a.key,
+                                                       a.layer, pair=True))
 
 
 def coupled(bands: list[Band]) -> list[Band]:
     """The bands with consecutive identical pair bands (from `paired`) joined two by two into
-    couples of four layers (see `BandSizer`); a pair left without a partner stays a pair."""
+    couples of four layers (see `BandSizer._couple`); a pair left without a partner stays."""
+    return _joined(bands, lambda a, b: a.pair and not a.couple and a.key == b.key,
+                   lambda a, b: Band(a.kernels + b.kernels, ("couple",) + a.key, a.layer,
+                                     pair=True, couple=True))
+
+
+def _joined(bands: list[Band], joinable, join) -> list[Band]:
+    """Consecutive bands a, b with joinable(a, b) replaced by join(a, b), left to right."""
     out: list[Band] = []
     k = 0
     while k < len(bands):
-        a = bands[k]
-        b = bands[k + 1] if k + 1 < len(bands) else None
-        if b is not None and a.pair and b.pair and not (a.couple or b.couple) and a.key == b.key:
-            out.append(Band(a.kernels + b.kernels, ("couple",) + a.key, a.layer, pair=True,
-                            couple=True))
+        if k + 1 < len(bands) and joinable(bands[k], bands[k + 1]):
+            out.append(join(bands[k], bands[k + 1]))
             k += 2
         else:
-            out.append(a)
+            out.append(bands[k])
             k += 1
     return out
 
