@@ -735,6 +735,8 @@ class _StepPair:
         self.height = height
 
     def fit(self, stage: Stage) -> list[Rect] | None:
+        """The pair's rectangles (A's stack, A's slab, B's stack, B's slab) with each kernel at
+        its least height meeting the stage, or None if no split fits them in the box."""
         top, bottom = self.widths
         slab_b = self.search.min_height(self.slab, top, stage, self.step)
         slab_a = self.search.min_height(self.slab, bottom, stage, self.height - self.step)

@@ -18,10 +18,9 @@ How (each step is its own module):
    real cost model;
 2. construct (`serpentine`): per wafer, the layers as bands in a serpentine over 1 to 4 strips
    (more for "latency"), single, in pairs or in couples of pairs, sized by bisecting the stage
-   time; "throughput"
-   lets a pair's stack wrap round where that alone fits (faster, for a longer chain) and
-   keeps, per wafer, the shortest-chain layout that is as fast as the slowest wafer's best,
-   "latency" the shortest within `latency_slack` of it;
+   time; "throughput" lets a pair's stack wrap round where that alone fits (faster, for a
+   longer chain) and keeps, per wafer, the shortest-chain layout that is as fast as the
+   slowest wafer's best, "latency" the shortest within `latency_slack` of it;
 3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs and
    couples are kept as built) is re-solved once with CP-SAT -- fastest slowest kernel
    ("throughput" only), then, capped at the whole placement's bottleneck, the shortest chain --
