@@ -666,7 +666,7 @@ class BandSizer:
         if w < 4:
             return None
         first = band.kernels[:len(band.kernels) // 2]
-        step = self.cap // 2  # the second pair's narrow rows begin where the first's end
+        step = self.cap // 2  # rounded down: an odd middle row is narrow in both pairs
         rects = _StepPair(self.search, first, (w + 1) // 2, w // 2, step, self.cap).fit(stage)
         if rects is None:
             return None
