@@ -202,14 +202,14 @@ def refine_layouts(search: ShapeSearch, layouts: list[SerpentineLayout], budget:
                   max(layout.stage.compute for layout in layouts))
     # A band of several layers (a pair or a couple) is kept as built: its chain does not run
     # straight down its box, and its stacks and slabs leave nothing to rearrange.
-    turns = [band_stage(search, p.band, p.layout).real
-             for p in firsts.values() if p.band.pair]
+    kept = [band_stage(search, p.band, p.layout).real
+            for p in firsts.values() if p.band.pair]
     refiners = {key: BandRefiner(search, placed.band, placed.layout, stage)
                 for key, placed in firsts.items() if not placed.band.pair}
     fastest = {key: (r.start, r.stage) for key, r in refiners.items()}
     if faster:
-        fastest.update(_faster(refiners, budget.share(0.5), max(turns, default=0)))
-    bottleneck = max([stage for _, stage in fastest.values()] + turns)
+        fastest.update(_faster(refiners, budget.share(0.5), max(kept, default=0)))
+    bottleneck = max([stage for _, stage in fastest.values()] + kept)
     done = {key: r.settled(fastest[key][0], bottleneck) for key, r in refiners.items()}
     left = {key: r for key, r in refiners.items() if done[key] is None}
     shares = _shares(left, budget.share(0.5 if faster else 1.0))

@@ -728,8 +728,8 @@ class _StepPair:
                  height: int):
         self.search = search
         half = len(kernels) // 2
-        *self.stack_a, self.slab = kernels[:half]
-        self.stack_b = kernels[half:-1]
+        *self.stack_a, self.slab_a = kernels[:half]
+        *self.stack_b, self.slab_b = kernels[half:]
         self.widths = (top, bottom)
         self.step = step
         self.height = height
@@ -738,14 +738,14 @@ class _StepPair:
         """The pair's rectangles (A's stack, A's slab, B's stack, B's slab) with each kernel at
         its least height meeting the stage, or None if no split fits them in the box."""
         top, bottom = self.widths
-        slab_b = self.search.min_height(self.slab, top, stage, self.step)
-        slab_a = self.search.min_height(self.slab, bottom, stage, self.height - self.step)
+        slab_b = self.search.min_height(self.slab_b, top, stage, self.step)
+        slab_a = self.search.min_height(self.slab_a, bottom, stage, self.height - self.step)
         if slab_b is None or slab_a is None:
             return None
         rows = (slab_b, self.height - slab_a)  # the stacks' rows
         odd = (rows[0], self.step) if top % 2 else (self.step, rows[1]) if bottom % 2 else None
         for split in self._splits(odd):
-            for a_first in (True, False):
+            for a_first in (True, False) if odd else (True,):  # which layer has the odd column first
                 share = self._share(split, a_first)
                 a = self._stack_a(stage, share, rows)
                 b = a and self._stack_b(stage, share, rows)
