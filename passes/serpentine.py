@@ -241,19 +241,27 @@ class Band:
     couple: bool = False      # two identical pairs laid out together (see `coupled`)
 
 
-def bands_of(layers: list[int | None], kinds: list[int]) -> list[Band]:
+def bands_of(layers: list[int | None], kinds: list[int],
+             most: int = MAX_BAND_KERNELS) -> list[Band]:
     """Groups consecutive kernels into bands by their `layer`: the kernels before the first layer,
     one band per layer, the kernels after the last. A kernel without a layer between two layers
     joins the band before it; without any layers, each kernel is a band. Bands longer than
-    MAX_BAND_KERNELS are cut, to keep each band's refinement model small."""
+    `most` kernels are cut (see `most_band_kernels`)."""
     labels = _band_labels(layers)
     groups: list[list[int]] = []
     for i, label in enumerate(labels):
-        if not groups or label != labels[i - 1] or len(groups[-1]) == MAX_BAND_KERNELS:
+        if not groups or label != labels[i - 1] or len(groups[-1]) == most:
             groups.append([])
         groups[-1].append(i)
     return [Band(tuple(g), tuple(kinds[i] for i in g),
                  next((layers[i] for i in g if layers[i] is not None), None)) for g in groups]
+
+
+def most_band_kernels(height: int) -> int:
+    """The most kernels a band holds on a fabric `height` rows tall: MAX_BAND_KERNELS, to keep
+    each band's refinement model small, or the height if it is less (a band stacks its kernels
+    a row each at least)."""
+    return min(MAX_BAND_KERNELS, height)
 
 
 def paired(bands: list[Band]) -> list[Band]:
@@ -287,8 +295,8 @@ def _joined(bands: list[Band], joinable, join) -> list[Band]:
 
 
 def _pairable(a: Band, b: Band) -> bool:
-    """Two whole, different, identical layers of more than one kernel (a layer cut at
-    MAX_BAND_KERNELS is in bands of the same layer, which never pair)."""
+    """Two whole, different, identical layers of more than one kernel (a layer cut by
+    `bands_of` is in bands of the same layer, which never pair)."""
     return (a.layer is not None and b.layer is not None and a.layer != b.layer
             and a.key == b.key and len(a.kernels) > 1 and not (a.pair or b.pair))
 
@@ -843,6 +851,8 @@ def serpentine_layout(search: ShapeSearch, bands: list[Band], fabric: tuple[int,
     smallest SRAM-fitting height. `compute_floor` is a lower bound on the compute-only stage
     time (the water-filling ideal); it only shortens the second bisection. `wrap` lets pairs'
     stacks wrap round (`BandSizer`): a little faster at some widths, for longer chains."""
+    if fabric[1] < strips:
+        return None  # a strip needs a row at least
     builder = _Builder(search, bands, Frame.for_bands(bands, fabric, strips), wrap)
     found = builder.attempt(Stage())
     if found is None:

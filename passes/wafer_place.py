@@ -60,8 +60,8 @@ from passes.cost import KernelCostModel
 from passes.place import SearchBudget
 from passes.refine import refine_layouts
 from passes.serpentine import (Band, SerpentineLayout, ShapeSearch, Stage, bands_of,
-                               chain_length2, compute_demand, coupled, paired,
-                               serpentine_layout)
+                               chain_length2, compute_demand, coupled, most_band_kernels,
+                               paired, serpentine_layout)
 from passes.wafer_split import (BandSplitter, merged, real_water_fill, resident_what,
                                 split_bands, too_few_wafers, wafer_units, water_fill,
                                 wafers_lower_bound)
@@ -91,8 +91,8 @@ class WaferPlacementPass:
         self._check(kernels, models)
         clock = _Clock()
         search = ShapeSearch(models, self.fabric[1])
-        planner = _WaferPlanner(self, search, bands_of([k.layer for k in kernels], search.kind),
-                                models)
+        bands = bands_of([k.layer for k in kernels], search.kind, most_band_kernels(self.fabric[1]))
+        planner = _WaferPlanner(self, search, bands, models)
         try:
             layouts = planner.plan()
         except PlacementError as error:
@@ -259,6 +259,7 @@ class _WaferConstructor:
     def __init__(self, search: ShapeSearch, fabric: tuple[int, int], layout: str, slack: float):
         self.search = search
         self.fabric = fabric
+        self.most = most_band_kernels(fabric[1])
         self.strips = STRIP_CHOICES[layout]
         self.latency = layout == "latency"
         self.wrap = not self.latency  # wrapped pair stacks: a little faster, longer chains
@@ -274,12 +275,12 @@ class _WaferConstructor:
             return None
         starts, options = self._rebalance(units, starts, splitter, options)
         limit = self._limit(options)
-        return [_rebind(self._choose(found, limit), merged(units[a:b]))
+        return [_rebind(self._choose(found, limit), merged(units[a:b], self.most))
                 for found, (a, b) in zip(options, _runs(starts, len(units)))]
 
     def _options(self, units: list[Band], starts: list[int],
                  splitter: BandSplitter) -> list[list[SerpentineLayout]] | None:
-        options = [self._candidates(merged(units[a:b]), splitter.stage(a, b) or 0.0)
+        options = [self._candidates(merged(units[a:b], self.most), splitter.stage(a, b) or 0.0)
                    for a, b in _runs(starts, len(units))]
         return options if all(options) else None
 

@@ -167,14 +167,14 @@ def wafer_units(bands: list[Band]) -> list[Band]:
     return units
 
 
-def merged(units: list[Band]) -> list[Band]:
+def merged(units: list[Band], most: int = MAX_BAND_KERNELS) -> list[Band]:
     """Consecutive kernels of one layer (see `wafer_units`) joined back into bands of at most
-    MAX_BAND_KERNELS kernels, as `bands_of` made them."""
+    `most` kernels, as `bands_of` made them."""
     out: list[Band] = []
     for unit in units:
         last = out[-1] if out else None
         if (last is not None and unit.layer is not None and last.layer == unit.layer
-                and len(last.kernels) + len(unit.kernels) <= MAX_BAND_KERNELS):
+                and len(last.kernels) + len(unit.kernels) <= most):
             out[-1] = Band(last.kernels + unit.kernels, last.key + unit.key, last.layer)
         else:
             out.append(unit)

@@ -206,6 +206,18 @@ def test_paired_layers_split_across_wafers_stay_valid_and_in_order():
     assert {r.wafer for r in placement.regions} == {0, 1}
 
 
+def test_layers_with_more_kernels_than_a_wafer_has_rows_still_place():
+    # Ten kernels a layer, 2 PEs each, on wafers 6, 4 and 2 rows tall: a layer's kernels cannot
+    # all stack in one column, so its band is cut (before, 12x6 took 4 wafers and 8x4 took 6),
+    # and no more strips are tried than the wafer has rows (40x2 divided by zero).
+    kernels, models = synthetic_model(layers=2, layer_kernels=((300, 2),) * 10, pre=(0, 2),
+                                      post=((300, 2),))
+    for fabric, wafers in (((12, 6), 1), ((8, 4), 2), ((40, 2), 1)):
+        placement = WaferPlacementPass(fabric, **FAST).run(kernels, models)
+        assert placement.wafers == placement.wafers_lower_bound == wafers
+        assert_valid(placement, kernels, models, fabric)
+
+
 def test_too_few_wafers_states_the_numbers():
     kernels, models = synthetic_model(layers=9)
     memory = sum(m.min_pes for m in models)
