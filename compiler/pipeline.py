@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from backends.wkl import check_program, emit_program, parse_program
-from ir.errors import CompilerError
+from ir.errors import CompilerError, WaferCapacityError
 from ir.graph import Graph
 from ir.kernels import Kernel, KernelGraph, Placement
 from ir.target import Target
@@ -124,7 +124,10 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model",
                     opts.weight_dtype)
 
 
-SMALL_FABRIC_PES = 64 * 64  # up to this, one CP-SAT model places everything; beyond, the wafer placer
+# Up to this, one CP-SAT model places everything on one wafer; beyond it, on more wafers than
+# one, or when the kernels do not fit one small wafer and the count is left to the placer, the
+# wafer placer.
+SMALL_FABRIC_PES = 64 * 64
 
 
 def _place(kg: KernelGraph, models: list[KernelCostModel], opts: CompileOptions):
@@ -145,13 +148,17 @@ def _place(kg: KernelGraph, models: list[KernelCostModel], opts: CompileOptions)
 def _place_on(kg: KernelGraph, models: list[KernelCostModel], opts: CompileOptions,
               fabric: tuple[int, int]) -> Placement:
     work = {} if opts.placement_work is None else {"work_limit": opts.placement_work}
-    if fabric[0] * fabric[1] > SMALL_FABRIC_PES or (opts.wafers or 1) > 1:
-        placer = WaferPlacementPass(fabric, opts.wafers, opts.layout, opts.seed, **work)
-        return placer.run(kg.kernels, models)
-    costs = CostPass(opts.target, max_context=opts.max_context).run(kg)
-    names = [k.name for k in kg.kernels]
-    regions = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s, **work).run(names, costs, fabric)
-    return Placement(opts.target.name, fabric, 1, regions)
+    if fabric[0] * fabric[1] <= SMALL_FABRIC_PES and (opts.wafers or 1) == 1:
+        costs = CostPass(opts.target, max_context=opts.max_context).run(kg)
+        names = [k.name for k in kg.kernels]
+        placer = PlacementPass(seed=opts.seed, time_limit_s=opts.time_limit_s, **work)
+        try:
+            return Placement(opts.target.name, fabric, 1, placer.run(names, costs, fabric))
+        except WaferCapacityError:
+            if opts.wafers is not None:
+                raise
+    placer = WaferPlacementPass(fabric, opts.wafers, opts.layout, opts.seed, **work)
+    return placer.run(kg.kernels, models)
 
 
 @dataclass(frozen=True)

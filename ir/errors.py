@@ -94,6 +94,11 @@ class PlacementError(CompilerError):
     """The kernels cannot be placed on the wafers given (e.g. the model does not fit)."""
 
 
+class WaferCapacityError(PlacementError):
+    """The kernels do not fit on one wafer together, though each fits alone: more wafers may
+    hold them."""
+
+
 class ArtifactError(CompilerError):
     """A compiled artifact directory that is missing, partial or tampered with."""
 

@@ -23,7 +23,7 @@ from typing import ClassVar, Protocol
 
 from ortools.sat.python import cp_model
 
-from ir.errors import PlacementError
+from ir.errors import PlacementError, WaferCapacityError
 from ir.kernels import KernelCost, ShapeCost
 from ir.wkl import Region
 from passes.packing import ShapePacking
@@ -134,15 +134,16 @@ def min_pes(problem: PlacementProblem) -> int:
     return sum(min(s.w * s.h for s in shapes) for shapes in problem.candidates)
 
 
-def capacity_error(problem: PlacementProblem, reason: str) -> PlacementError:
+def capacity_error(problem: PlacementProblem, reason: str) -> WaferCapacityError:
     width, height = problem.fabric
     need, have = min_pes(problem), width * height
     wafers = math.ceil(need / have)
-    return PlacementError(
+    return WaferCapacityError(
         f"{reason}: the {len(problem.kernels)} kernels need at least {need} PEs (each at its "
         f"smallest region shape) and a {width}x{height} wafer has {have} PEs, so by area alone "
         f"they need at least {wafers} wafer{'s' if wafers != 1 else ''}",
-        hint="use a target with a larger fabric, or split the model across wafers")
+        hint=f"use a target with a larger fabric, or {wafers} wafers or more, or let the placer "
+             f"choose the count")
 
 
 def _unplaceable_kernel_error(cost: KernelCost, fabric: tuple[int, int]) -> PlacementError:

@@ -474,8 +474,10 @@ def test_end_to_end(real_api, model_file, tmp_path):
 
 def test_model_that_does_not_fit_leaves_no_output(real_api, model_file, tmp_path):
     out = tmp_path / "out"
-    result = waferc("compile", f"{model_file}:model", "-o", out, "--fabric-dims", "1,1", "--time-limit", "2")
-    assert assert_clean_failure(result).startswith("error:")
+    result = waferc("compile", f"{model_file}:model", "-o", out, "--fabric-dims", "1,1", "--wafers", "1",
+                    "--time-limit", "2")
+    assert assert_clean_failure(result).startswith("error: the model does not fit one wafer")
+    assert "wafers or more, or let the placer choose the count" in result.stderr
     assert not out.exists()
 
 

@@ -83,3 +83,15 @@ def test_wafer_scale_placer_keeps_the_answer(fabric, wafers):
     regions = json.loads(cm.artifact.files["placement.json"])["regions"]
     assert {r["wafer"] for r in regions} == set(range(wafers or 1))
     assert max_error(cm(*inputs), model(*inputs)) <= 1e-4
+
+
+def test_wafers_auto_on_a_small_fabric_pipelines_what_one_wafer_cannot_hold():
+    """A fabric small enough for the one-wafer placer, and a model too big for one of its wafers:
+    `wafers=None` (auto) takes the fewest that hold it, as on a big fabric."""
+    model, inputs = load_example("llama_tiny")
+    cm = compiler.compile(model, inputs, target="toy", fabric_dims=(4, 4))
+    report = json.loads(cm.artifact.files["report.json"])
+    assert report["wafers_used"] >= 2
+    regions = json.loads(cm.artifact.files["placement.json"])["regions"]
+    assert {r["wafer"] for r in regions} == set(range(report["wafers_used"]))
+    assert max_error(cm(*inputs), model(*inputs)) <= 1e-4

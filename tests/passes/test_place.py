@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ir.errors import PlacementError
+from ir.errors import PlacementError, WaferCapacityError
 from ir.kernels import KernelCost, ShapeCost
 from ir.wkl import Region
 from passes.place import (PlacementPass, PlacementProblem, build_problem, chain_distance2,
@@ -149,7 +149,7 @@ def test_falls_back_to_the_greedy_layout_when_the_strategy_finds_nothing():
 
 def test_too_much_area_names_pes_and_wafers():
     names, costs = costs_of(*([shape(4, 4, 10), shape(8, 8, 5)] for _ in range(5)))
-    with pytest.raises(PlacementError) as err:
+    with pytest.raises(WaferCapacityError) as err:  # more wafers would hold them
         FAST.run(names, costs, (8, 8))
     message = str(err.value)
     assert "80 PEs" in message and "64 PEs" in message and "2 wafers" in message
@@ -158,14 +158,16 @@ def test_too_much_area_names_pes_and_wafers():
 def test_area_that_fits_but_cannot_be_packed():
     # 2 x 25 PEs fit 64 by area, but two 5x5 squares cannot both sit in an 8x8 fabric.
     names, costs = costs_of([shape(5, 5, 10)], [shape(5, 5, 10)])
-    with pytest.raises(PlacementError, match="no non-overlapping layout.*50 PEs.*64 PEs"):
+    with pytest.raises(WaferCapacityError, match="no non-overlapping layout.*50 PEs.*64 PEs"):
         FAST.run(names, costs, (8, 8))
 
 
 def test_kernel_without_a_fitting_shape():
+    # No number of wafers helps a kernel larger than one: not a WaferCapacityError.
     names, costs = costs_of([shape(2, 2, 10)], [shape(9, 1, 10)])
-    with pytest.raises(PlacementError, match="'k1' needs at least a 9x1 region"):
+    with pytest.raises(PlacementError, match="'k1' needs at least a 9x1 region") as err:
         FAST.run(names, costs, (8, 8))
+    assert not isinstance(err.value, WaferCapacityError)
     names, costs = costs_of([])
     with pytest.raises(PlacementError, match="'k0' has no region shape"):
         FAST.run(names, costs, (8, 8))
