@@ -124,9 +124,8 @@ def compile_graph(graph: Graph, opts: CompileOptions, model_name: str = "model",
                     opts.weight_dtype)
 
 
-# Up to this, one CP-SAT model places everything on one wafer; beyond it, on more wafers than
-# one, or when the kernels do not fit one small wafer and the count is left to the placer, the
-# wafer placer.
+# One wafer of up to this many PEs is placed by one CP-SAT model. The wafer placer takes bigger
+# fabrics, counts above one, and, with the count left to it, models one small wafer cannot hold.
 SMALL_FABRIC_PES = 64 * 64
 
 
