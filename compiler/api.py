@@ -85,6 +85,8 @@ def compile(model, example_args=(), example_kwargs=None, *, target="toy", fabric
 
 def _defect_maps(path, rate: float, seed: int, target: Target):
     """The defect map as a function of the wafer count (the placer may need more wafers)."""
+    if path is not None and rate:
+        raise CompilerError("give either defects (a file) or defect_rate, not both")
     if path is not None:
         return lambda wafers: DefectMap.from_file(path, target.fabric, wafers)
     if rate:

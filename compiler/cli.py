@@ -168,6 +168,8 @@ def compile_command(model: str, out: Path, target: str, fabric_dims: tuple[int, 
       waferc compile hf:llama-3.1-70b -o out/llama70b --target wse3 --wafers auto --max-context 8192
     """
     # Fail in milliseconds on a bad target or OUT, not after tracing the model.
+    if defects is not None and defect_rate:
+        raise click.UsageError("give either --defects FILE or --defect-rate R, not both")
     check_destination(out)
     load_target(target)
     with _PhaseDisplay(Console(stderr=True)) as show_phase:

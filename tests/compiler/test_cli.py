@@ -204,13 +204,30 @@ def test_wafer_scale_options_reach_compile(fake_api, model_file, tmp_path):
     defects.write_text("[]")
     result = waferc("compile", f"{model_file}:model", "-o", tmp_path / "out", "--wafers", "3",
                     "--max-context", "8192", "--batch", "4", "--weight-dtype", "fp8", "--layout", "latency",
-                    "--defects", defects, "--defect-rate", "0.01", "--timings")
+                    "--defects", defects, "--timings")
     assert result.exit_code == 0, result.output
     call = fake_api.compile_calls[0]
     assert {key: call[key] for key in WAFER_SCALE_OPTIONS} == {
         "wafers": 3, "max_context": 8192, "batch": 4, "weight_dtype": "fp8", "layout": "latency",
-        "defects": defects, "defect_rate": 0.01, "timings": True}
+        "defects": defects, "defect_rate": 0.0, "timings": True}
     assert call["args"][0].shape == (1, 8)  # a FILE.py model keeps its own example inputs
+
+
+def test_defect_rate_reaches_compile(fake_api, model_file, tmp_path):
+    result = waferc("compile", f"{model_file}:model", "-o", tmp_path / "out", "--defect-rate", "0.01")
+    assert result.exit_code == 0, result.output
+    assert (fake_api.compile_calls[0]["defects"], fake_api.compile_calls[0]["defect_rate"]) == (None, 0.01)
+
+
+def test_defects_file_and_defect_rate_together_are_a_usage_error(fake_api, model_file, tmp_path):
+    defects = tmp_path / "defects.txt"
+    defects.write_text("0 1 1\n")
+    result = waferc("compile", f"{model_file}:model", "-o", tmp_path / "out",
+                    "--defects", defects, "--defect-rate", "0.01")
+    assert result.exit_code == 2, result.output
+    assert "give either --defects FILE or --defect-rate R, not both" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+    assert fake_api.compile_calls == []
 
 
 @pytest.mark.parametrize("value", ["auto", "AUTO"])

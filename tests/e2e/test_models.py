@@ -73,6 +73,14 @@ def test_defective_wafer_changes_placement_not_answers(rate):
     assert max_error(cm(*inputs), model(*inputs)) <= 1e-4
 
 
+def test_a_defects_file_and_a_defect_rate_together_are_refused(tmp_path):
+    defects = tmp_path / "defects.txt"
+    defects.write_text("0 1 1\n")
+    model, inputs = load_example("mlp")
+    with pytest.raises(compiler.api.CompilerError, match="either defects .* or defect_rate, not both"):
+        compiler.compile(model, inputs, target="toy", defects=defects, defect_rate=0.01)
+
+
 @pytest.mark.parametrize("fabric,wafers", [((80, 80), None), ((80, 80), 2)])
 def test_wafer_scale_placer_keeps_the_answer(fabric, wafers):
     """The placer for big fabrics (and pipelines across wafers) runs the same program semantics."""
