@@ -19,7 +19,8 @@ each layer's last kernel a slab across both, for kernels that need much less are
 odd width some stack kernels take the wider half, and the stack may start inside the layer and
 wrap round so that they can fill half its rows. Two identical pairs may go as a couple
 (`coupled`): side by side with a boundary that steps by a column at half height, so that at an
-odd width each averages half of it.
+odd width each averages half of it; where that does not fit, a couple's kernels may instead be
+packed in columns, each layer's last kernel a slab across the couple (`BandSizer._columns`).
 
 Sizes come from a target `Stage`: at a stage each kernel needs the smallest height (at its band's
 width) that meets it, each band the smallest width whose kernels fit the strip's height, and the
@@ -36,9 +37,11 @@ kernels with the same signature.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 
+from passes.columns import pack_columns
 from passes.cost import KernelCostModel
 
 # Stop bisecting a stage time when the bracket is this tight (relative): finer steps buy little
@@ -595,16 +598,20 @@ class BandSizer:
     """Layouts of bands for a box height -- stacked, or a U turn for a pair band: the narrowest
     one meeting a stage, and the fastest one at a given width; memoised per band key. With
     `wrap`, an odd-width pair's stack may start inside the layer when that is all that fits
-    (see `pair_layout`)."""
+    (see `pair_layout`); with `columns`, a couple that does not fit as stepped pairs may be
+    packed in columns (see `_columns`)."""
 
-    def __init__(self, search: ShapeSearch, width: int, strip_height: int, wrap: bool = False):
+    def __init__(self, search: ShapeSearch, width: int, strip_height: int, wrap: bool = False,
+                 columns: bool = False):
         self.search = search
         self.width = width
         self.cap = strip_height
         self.wrap = wrap
+        self.columns = columns
         self._narrowest: dict = {}  # (key, stage) -> BandLayout | None
         self._known: dict = {}      # key -> [(stage, width)] found, to bracket later searches
         self._fastest: dict = {}    # (key, width) -> BandLayout | None
+        self._unpacked: dict = {}   # (key, width) -> [stage] at which `_columns` found nothing
 
     def layout(self, band: Band, w: int, stage: Stage) -> BandLayout | None:
         """The band at width w with each kernel at its smallest height meeting the stage, or
@@ -677,9 +684,44 @@ class BandSizer:
         step = self.cap // 2  # rounded down: an odd middle row is narrow in both pairs
         rects = _StepPair(self.search, first, (w + 1) // 2, w // 2, step, self.cap).fit(stage)
         if rects is None:
-            return None
+            return self._columns(band, w, stage) if self.columns else None
         turned = [Rect(w - r.x - r.w, self.cap - r.y - r.h, r.w, r.h) for r in rects]
         return BandLayout(w, self.cap, tuple(rects + turned))
+
+    def _columns(self, band: Band, w: int, stage: Stage) -> BandLayout | None:
+        """The four layers of a couple in a w x cap box, packed where the stepped pairs do not
+        fit: each layer's last kernel a slab across the whole width, the slabs stacked at the
+        bottom in pipeline order, and the other kernels of all four layers packed in columns
+        above them (`columns.pack_columns`), each column's kernels top to bottom in pipeline
+        order. The chain runs up and down the columns, so it is longer, but each kernel can
+        take a width near its best."""
+        # Heights only grow as the stage tightens: what found nothing at a stage finds nothing
+        # at a tighter one (the search is cut short, so this is a rule of thumb, not a proof).
+        failed = self._unpacked.setdefault((band.key, w), [])
+        if any(s.looser_than(stage) for s in failed):
+            return None
+        layers = [band.kernels[k:k + len(band.kernels) // 4]
+                  for k in range(0, len(band.kernels), len(band.kernels) // 4)]
+        slabs = [self.search.min_height(layer[-1], w, stage, self.cap) for layer in layers]
+        packing = None
+        if None not in slabs and sum(slabs) < self.cap:
+            rows = self.cap - sum(slabs)
+            stack = [i for layer in layers for i in layer[:-1]]
+            packing = pack_columns((w, rows), [self.search.kind[i] for i in stack],
+                                   lambda k, cw: self.search.min_height(stack[k], cw, stage, rows),
+                                   fewest=len(layers))
+        if packing is None:
+            failed.append(stage)
+            return None
+        lefts = [sum(packing.widths[:c]) for c in range(len(packing.widths))]
+        tops = [0] * len(packing.widths)
+        at = {}
+        for i, c, h in zip(stack, packing.columns, packing.heights):
+            at[i] = Rect(lefts[c], tops[c], packing.widths[c], h)
+            tops[c] += h
+        for layer, y, h in zip(layers, itertools.accumulate([rows] + slabs), slabs):
+            at[layer[-1]] = Rect(0, y, w, h)
+        return BandLayout(w, self.cap, tuple(at[i] for i in band.kernels))
 
     def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:
         key = (band.key, stage)
@@ -845,15 +887,16 @@ def _smallest_passing(attempt, lo: float, hi: float, found):
 
 def serpentine_layout(search: ShapeSearch, bands: list[Band], fabric: tuple[int, int],
                       strips: int, compute_floor: float = 0.0,
-                      wrap: bool = False) -> SerpentineLayout | None:
+                      wrap: bool = False, columns: bool = False) -> SerpentineLayout | None:
     """The serpentine layout on `strips` strips with the smallest stage found (real cycles, then
     compute-only cycles), or None when the bands do not fit even with every kernel at its
     smallest SRAM-fitting height. `compute_floor` is a lower bound on the compute-only stage
     time (the water-filling ideal); it only shortens the second bisection. `wrap` lets pairs'
-    stacks wrap round (`BandSizer`): a little faster at some widths, for longer chains."""
+    stacks wrap round, and `columns` lets a couple's kernels be packed in columns where its
+    stepped pairs do not fit (`BandSizer`): both faster at some widths, for longer chains."""
     if fabric[1] < strips:
         return None  # a strip needs a row at least
-    builder = _Builder(search, bands, Frame.for_bands(bands, fabric, strips), wrap)
+    builder = _Builder(search, bands, Frame.for_bands(bands, fabric, strips), wrap, columns)
     found = builder.attempt(Stage())
     if found is None:
         return None
@@ -869,17 +912,20 @@ def serpentine_layout(search: ShapeSearch, bands: list[Band], fabric: tuple[int,
 class _Builder:
     """Lays the bands out in a frame for a stage; one BandSizer per box height."""
 
-    def __init__(self, search: ShapeSearch, bands: list[Band], frame: Frame, wrap: bool):
+    def __init__(self, search: ShapeSearch, bands: list[Band], frame: Frame, wrap: bool,
+                 columns: bool):
         self.search = search
         self.bands = bands
         self.frame = frame
         self.wrap = wrap
+        self.columns = columns
         self.roles = [frame.role(k, len(bands)) for k in range(len(bands))]
         self._sizers: dict[int, BandSizer] = {}
 
     def sizer(self, height: int) -> BandSizer:
         if height not in self._sizers:
-            self._sizers[height] = BandSizer(self.search, self.frame.fabric[0], height, self.wrap)
+            self._sizers[height] = BandSizer(self.search, self.frame.fabric[0], height, self.wrap,
+                                             self.columns)
         return self._sizers[height]
 
     def attempt(self, stage: Stage) -> tuple[Frame, list[PlacedBand]] | None:

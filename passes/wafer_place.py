@@ -19,8 +19,10 @@ How (each step is its own module):
 2. construct (`serpentine`): per wafer, the layers as bands in a serpentine over 1 to 4 strips
    (more for "latency"), single, in pairs or in couples of pairs, sized by bisecting the stage
    time; "throughput" lets a pair's stack wrap round where that alone fits (faster, for a
-   longer chain) and keeps, per wafer, the shortest-chain layout that is as fast as the
-   slowest wafer's best, "latency" the shortest within `latency_slack` of it;
+   longer chain) and, at the fastest strip count, packs couples in columns where that alone
+   fits (faster again, for a longer chain still), and keeps, per wafer, the shortest-chain
+   layout that is as fast as the slowest wafer's best, "latency" the shortest within
+   `latency_slack` of it;
 3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs and
    couples are kept as built) is re-solved once with CP-SAT -- fastest slowest kernel
    ("throughput" only), then, capped at the whole placement's bottleneck, the shortest chain --
@@ -286,16 +288,24 @@ class _WaferConstructor:
 
     def _candidates(self, bands: list[Band], floor: float) -> list[SerpentineLayout]:
         """A layout per strip count, with the layers single and, where there are identical
-        neighbours, in pairs, and where there are identical pairs, in couples."""
+        neighbours, in pairs, and where there are identical pairs, in couples; for "throughput",
+        also the couples with column packing allowed at the fastest layout's strip count (it
+        costs a search per width and stage tried, so it is not tried at every count)."""
         key = tuple(b.key for b in bands)
         if key not in self._memo:
             pairs = paired(bands)
             couples = coupled(pairs)
             groupings = [bands] + [together for together, fewer in ((pairs, bands), (couples, pairs))
                                    if len(together) < len(fewer)]
-            self._memo[key] = [layout for grouped in groupings for strips in self.strips
-                               if (layout := serpentine_layout(self.search, grouped, self.fabric,
-                                                               strips, floor, self.wrap))]
+            found = [layout for grouped in groupings for strips in self.strips
+                     if (layout := serpentine_layout(self.search, grouped, self.fabric,
+                                                     strips, floor, self.wrap))]
+            if found and not self.latency and len(couples) < len(pairs):
+                strips = min(found, key=_speed).strips
+                packed = serpentine_layout(self.search, couples, self.fabric, strips, floor,
+                                           self.wrap, columns=True)
+                found += [packed] if packed else []
+            self._memo[key] = found
         return self._memo[key]
 
     def _rebalance(self, units: list[Band], starts: list[int], splitter: BandSplitter,

@@ -10,7 +10,8 @@ from ir.kernels import ShapeCost
 from passes.serpentine import (Band, BandLayout, BandSizer, Frame, Rect, ShapeSearch, Stage,
                                band_stage, bands_of, coupled, pair_layout, paired, place_bands,
                                serpentine_layout, stacked)
-from tests.passes.test_wafer_place import SyntheticModel, synthetic_model, wide_last_model
+from tests.passes.test_wafer_place import (SyntheticModel, synthetic_model, tiled_couple,
+                                           wide_last_model)
 
 
 class GemvModel(SyntheticModel):
@@ -268,6 +269,34 @@ def test_a_couple_at_an_odd_width_beats_its_narrower_pair():
     narrower = band_stage(search, pair, sizer.fastest(pair, 7))
     both = band_stage(search, couple, sizer.fastest(couple, 15))
     assert (both.real, both.compute) < (narrower.real, narrower.compute)
+
+
+def test_a_couple_that_does_not_fit_as_stepped_pairs_packs_in_columns():
+    kernels, models, search, couple = tiled_couple()
+    stage = Stage(real=100)
+    # Stepped pairs: each layer's five stack kernels need 120 rows, and the slabs 24 each.
+    assert BandSizer(search, 200, 150).layout(couple, 86, stage) is None
+    layout = BandSizer(search, 200, 150, columns=True).layout(couple, 86, stage)
+    rects = layout.rects
+    assert_fits_disjoint([models[i] for i in couple.kernels], rects, (86, 150))
+    assert band_stage(search, couple, layout).real <= 100
+    # Each layer's last kernel a slab across the box, stacked at the bottom in pipeline order;
+    # the twenty stack kernels in five columns of 17 or 18, four to a column, above them.
+    slabs = [rects[k] for k in range(5, 24, 6)]
+    assert slabs == [Rect(0, 102 + 12 * k, 86, 12) for k in range(4)]
+    stack = [r for k, r in enumerate(rects) if k % 6 != 5]
+    assert sorted({(r.x, r.w) for r in stack}) == [(0, 18), (18, 17), (35, 17), (52, 17), (69, 17)]
+    assert all(r.h == 24 and r.y + r.h <= 102 for r in stack)
+
+
+def test_packing_couples_in_columns_makes_a_faster_layout():
+    kernels, models, search, couple = tiled_couple()
+    bands = coupled(paired(bands_of([k.layer for k in kernels], search.kind)))
+    stepped = serpentine_layout(search, bands, (120, 150), 1)
+    packed = serpentine_layout(search, bands, (120, 150), 1, columns=True)
+    assert packed.stage.real < stepped.stage.real
+    assert_fits_disjoint(models, packed.rects(), (120, 150))
+    assert packed.stage.real == max(m.cost(r.w, r.h).cycles for m, r in zip(models, packed.rects()))
 
 
 def test_a_u_turn_band_leaves_the_next_one_entering_where_it_entered():

@@ -13,6 +13,7 @@ from ir.graph import Value
 from ir.kernels import Kernel, ShapeCost
 from ir.target import load_target
 from ir.types import DType, TensorType
+from passes.serpentine import ShapeSearch, bands_of, coupled, paired, serpentine_layout
 from passes.wafer_place import WaferPlacementPass, _moves, hop_distance
 
 TARGET = load_target("toy")  # 4 fp16 lanes, 40 KB usable SRAM per PE
@@ -80,6 +81,31 @@ def wide_last_model(layers: int) -> tuple[list[Kernel], list[SyntheticModel]]:
     kernels, models = synthetic_model(layers, layer_kernels=((4000, 20), (1000, 6), (8000, 40)))
     return kernels, [WideModel(k, m.work, m.min_pes, 60000) if k.name.endswith("k2") else m
                      for k, m in zip(kernels, models)]
+
+
+class TileModel(SyntheticModel):
+    """Cycles are tile ceilings alone: ceil(cols / w) * ceil(rows / h)."""
+
+    def __init__(self, kernel, rows: int, cols: int):
+        super().__init__(kernel, work=rows * cols, min_pes=1)
+        self.rows, self.cols = rows, cols
+        self.signature += (rows, cols)
+
+    def cost(self, w: int, h: int) -> ShapeCost | None:
+        return ShapeCost(w, h, 0, math.ceil(self.cols / w) * math.ceil(self.rows / h))
+
+
+def tiled_couple():
+    """Four layers of five stack kernels 34 tiles across and a last kernel 86 across: at 100
+    cycles a stack kernel needs 24 rows at any width from 17 to 33, the last kernel 12 rows at
+    width 86 and 24 at 43."""
+    kernels, models = synthetic_model(layers=4, layer_kernels=((1, 1),) * 6, post=())
+    models = [m if k.layer is None else TileModel(k, 1200, 86 if k.name.endswith("k5") else 34)
+              for k, m in zip(kernels, models)]
+    search = ShapeSearch(models, 150)
+    couple = next(b for b in coupled(paired(bands_of([k.layer for k in kernels], search.kind)))
+                  if b.couple)
+    return kernels, models, search, couple
 
 
 def assert_valid(placement, kernels, models, fabric) -> None:
@@ -166,6 +192,17 @@ def test_latency_layout_has_shorter_hops():
     assert_valid(latency, kernels, models, (96, 96))
     assert latency.hop_distance < throughput.hop_distance
     assert latency.bottleneck_cycles <= throughput.bottleneck_cycles * 1.25
+
+
+def test_throughput_packs_couples_in_columns_where_that_is_faster_and_latency_does_not():
+    kernels, models, search, _ = tiled_couple()
+    bands = coupled(paired(bands_of([k.layer for k in kernels], search.kind)))
+    packed = serpentine_layout(search, bands, (120, 150), 1, columns=True)
+    throughput = WaferPlacementPass((120, 150), **FAST).run(kernels, models)
+    assert_valid(throughput, kernels, models, (120, 150))
+    assert throughput.bottleneck_cycles == packed.stage.real
+    latency = WaferPlacementPass((120, 150), layout="latency", **FAST).run(kernels, models)
+    assert latency.bottleneck_cycles > throughput.bottleneck_cycles
 
 
 # ---------------------------------------------------------------- several wafers
