@@ -48,7 +48,7 @@ def pack_columns(box: tuple[int, int], kinds: list, height: Callable[[int, int],
                  fewest: int = 1, budget: int = NODE_BUDGET) -> ColumnPacking | None:
     """Items 0..len(kinds)-1 of the given kinds in columns of the box; `height(item, w)` is the
     item's least height at column width w (asked once per kind and width: items of a kind are
-    alike). Fewer columns are tried first."""
+    alike). Column counts are tried from `fewest` up, and the first that packs is returned."""
     width, rows = box
     members: dict = {}  # kind -> its items, in order
     for i, kind in enumerate(kinds):

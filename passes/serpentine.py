@@ -690,11 +690,11 @@ class BandSizer:
 
     def _columns(self, band: Band, w: int, stage: Stage) -> BandLayout | None:
         """The four layers of a couple in a w x cap box, packed where the stepped pairs do not
-        fit: each layer's last kernel a slab across the whole width, the slabs stacked at the
-        bottom in pipeline order, and the other kernels of all four layers packed in columns
-        above them (`columns.pack_columns`), each column's kernels top to bottom in pipeline
-        order. The chain runs up and down the columns, so it is longer, but each kernel can
-        take a width near its best."""
+        fit: each layer's last kernel a slab across the whole width, two above and two below
+        the other kernels of all four layers, which are packed in columns
+        (`columns.pack_columns`), each column's kernels top to bottom in pipeline order. The
+        chain runs up and down the columns, so it is longer, but each kernel can take a width
+        near its best."""
         # Heights only grow as the stage tightens: what found nothing at a stage finds nothing
         # at a tighter one (the search is cut short, so this is a rule of thumb, not a proof).
         failed = self._unpacked.setdefault((band.key, w), [])
@@ -713,14 +713,20 @@ class BandSizer:
         if packing is None:
             failed.append(stage)
             return None
-        lefts = [sum(packing.widths[:c]) for c in range(len(packing.widths))]
-        tops = [0] * len(packing.widths)
+        # Top to bottom: slabs 1 and 0, the columns, slabs 2 and 3. Each slab is then next to
+        # the part of the columns where its layer's kernels mostly are, and the couple leaves
+        # at its bottom edge.
+        order = [1, 0, None, 2, 3]
+        heights = [rows if k is None else slabs[k] for k in order]
+        y = dict(zip(order, itertools.accumulate([0] + heights)))
+        lefts = list(itertools.accumulate((0,) + packing.widths))
+        tops = [y[None]] * len(packing.widths)
         at = {}
         for i, c, h in zip(stack, packing.columns, packing.heights):
             at[i] = Rect(lefts[c], tops[c], packing.widths[c], h)
             tops[c] += h
-        for layer, y, h in zip(layers, itertools.accumulate([rows] + slabs), slabs):
-            at[layer[-1]] = Rect(0, y, w, h)
+        for k, layer in enumerate(layers):
+            at[layer[-1]] = Rect(0, y[k], w, slabs[k])
         return BandLayout(w, self.cap, tuple(at[i] for i in band.kernels))
 
     def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:

@@ -280,13 +280,16 @@ def test_a_couple_that_does_not_fit_as_stepped_pairs_packs_in_columns():
     rects = layout.rects
     assert_fits_disjoint([models[i] for i in couple.kernels], rects, (86, 150))
     assert band_stage(search, couple, layout).real <= 100
-    # Each layer's last kernel a slab across the box, stacked at the bottom in pipeline order;
-    # the twenty stack kernels in five columns of 17 or 18, four to a column, above them.
+    # Each layer's last kernel a slab across the box: layers 1 and 0 at the top, 2 and 3 at the
+    # bottom; the twenty stack kernels in five columns of 17 or 18, four to a column, between.
     slabs = [rects[k] for k in range(5, 24, 6)]
-    assert slabs == [Rect(0, 102 + 12 * k, 86, 12) for k in range(4)]
+    assert slabs == [Rect(0, y, 86, 12) for y in (12, 0, 126, 138)]
     stack = [r for k, r in enumerate(rects) if k % 6 != 5]
     assert sorted({(r.x, r.w) for r in stack}) == [(0, 18), (18, 17), (35, 17), (52, 17), (69, 17)]
-    assert all(r.h == 24 and r.y + r.h <= 102 for r in stack)
+    assert all(r.h == 24 and 24 <= r.y and r.y + r.h <= 126 for r in stack)
+    # It enters at the top edge (layer 0 starts at the top of the columns) and leaves at the
+    # bottom edge.
+    assert rects[0].y == 24 and slabs[-1].y + slabs[-1].h == 150
 
 
 def test_packing_couples_in_columns_makes_a_faster_layout():
