@@ -19,10 +19,10 @@ How (each step is its own module):
 2. construct (`serpentine`): per wafer, the layers as bands in a serpentine over 1 to 4 strips
    (more for "latency"), single, in pairs or in couples of pairs, sized by bisecting the stage
    time; "throughput" lets a pair's stack wrap round where that alone fits (faster, for a
-   longer chain) and, at the fastest strip count, packs couples in columns where that alone
-   fits (faster again, for a longer chain still), and keeps, per wafer, the shortest-chain
-   layout that is as fast as the slowest wafer's best, "latency" the shortest within
-   `latency_slack` of it;
+   longer chain) and, on the slowest wafer, packs couples in columns where that alone fits
+   (faster again, for a longer chain still), and keeps, per wafer, the shortest-chain layout
+   that is as fast as the slowest wafer's best, "latency" the shortest within `latency_slack`
+   of it;
 3. refine (`refine`): each distinct single band (identical layers in equal boxes; pairs and
    couples are kept as built) is re-solved once with CP-SAT -- fastest slowest kernel
    ("throughput" only), then, capped at the whole placement's bottleneck, the shortest chain --
@@ -276,37 +276,59 @@ class _WaferConstructor:
         if options is None:
             return None
         starts, options = self._rebalance(units, starts, splitter, options)
+        if not self.latency:
+            options = self._packed(units, starts, splitter, options)
         limit = self._limit(options)
         return [_rebind(self._choose(found, limit), merged(units[a:b], self.most))
                 for found, (a, b) in zip(options, _runs(starts, len(units)))]
 
     def _options(self, units: list[Band], starts: list[int],
                  splitter: BandSplitter) -> list[list[SerpentineLayout]] | None:
-        options = [self._candidates(merged(units[a:b], self.most), splitter.stage(a, b) or 0.0)
+        options = [self._candidates(merged(units[a:b], self.most), _floor(splitter, a, b))
                    for a, b in _runs(starts, len(units))]
         return options if all(options) else None
 
     def _candidates(self, bands: list[Band], floor: float) -> list[SerpentineLayout]:
         """A layout per strip count, with the layers single and, where there are identical
-        neighbours, in pairs, and where there are identical pairs, in couples; for "throughput",
-        also the couples with column packing allowed at the fastest layout's strip count (it
-        costs a search per width and stage tried, so it is not tried at every count)."""
+        neighbours, in pairs, and where there are identical pairs, in couples."""
         key = tuple(b.key for b in bands)
         if key not in self._memo:
             pairs = paired(bands)
             couples = coupled(pairs)
             groupings = [bands] + [together for together, fewer in ((pairs, bands), (couples, pairs))
                                    if len(together) < len(fewer)]
-            found = [layout for grouped in groupings for strips in self.strips
-                     if (layout := serpentine_layout(self.search, grouped, self.fabric,
-                                                     strips, floor, self.wrap))]
-            if found and not self.latency and len(couples) < len(pairs):
-                strips = min(found, key=_speed).strips
-                packed = serpentine_layout(self.search, couples, self.fabric, strips, floor,
-                                           self.wrap, columns=True)
-                found += [packed] if packed else []
-            self._memo[key] = found
+            self._memo[key] = [layout for grouped in groupings for strips in self.strips
+                               if (layout := serpentine_layout(self.search, grouped, self.fabric,
+                                                               strips, floor, self.wrap))]
         return self._memo[key]
+
+    def _packed(self, units: list[Band], starts: list[int], splitter: BandSplitter,
+                options: list[list[SerpentineLayout]]) -> list[list[SerpentineLayout]]:
+        """The options with, for the slowest wafer, its couples packed in columns where the
+        stepped pairs do not fit (`serpentine_layout`'s `columns`), at the strip count of its
+        fastest option; repeated for the wafer that is then slowest, while that one gets
+        faster. Only the slowest wafer sets the throughput, and each such layout costs a
+        column search per width and stage tried, so no other wafer or strip count is tried."""
+        options = list(options)
+        runs = _runs(starts, len(units))
+        tried = set()
+        while (slowest := _slowest_wafer(options)) not in tried:
+            tried.add(slowest)
+            a, b = runs[slowest]
+            bands = merged(units[a:b], self.most)
+            key = ("columns",) + tuple(b.key for b in bands)
+            if key not in self._memo:
+                couples = coupled(paired(bands))
+                strips = min(options[slowest], key=_speed).strips
+                found = (serpentine_layout(self.search, couples, self.fabric, strips,
+                                           _floor(splitter, a, b), self.wrap, columns=True)
+                         if any(band.couple for band in couples) else None)
+                self._memo[key] = [found] if found else []
+            best = min(_speed(layout) for layout in options[slowest])
+            if not any(_speed(layout) < best for layout in self._memo[key]):
+                break
+            options[slowest] = options[slowest] + self._memo[key]
+        return options
 
     def _rebalance(self, units: list[Band], starts: list[int], splitter: BandSplitter,
                    options: list[list[SerpentineLayout]]):
@@ -339,6 +361,11 @@ class _WaferConstructor:
         allowed = [layout for layout in found if limit.looser_than(layout.stage)]
         return min(allowed or [min(found, key=_speed)],
                    key=lambda layout: (chain_length2(layout.rects()), _speed(layout)))
+
+
+def _floor(splitter: BandSplitter, a: int, b: int) -> float:
+    """A lower bound on the compute-only stage of units a..b on one wafer (0: none known)."""
+    return splitter.stage(a, b) or 0.0
 
 
 def _speed(layout: SerpentineLayout) -> tuple[float, float]:
