@@ -28,7 +28,7 @@ from typing import Callable
 # Columns narrower than this are not tried: a kernel squeezed into a few columns needs so many
 # rows that it rarely packs, and every extra column count is another search.
 MIN_COLUMN_WIDTH = 8
-# Nor more columns than this: a couple's kernels of a Llama layer pack in four to six; each
+# Nor more columns than this: the kernels of a couple of Llama layers pack in four to six; each
 # count costs another table of heights (new shapes to cost) and another search.
 MAX_COLUMNS = 12
 # Search nodes per column count; past it that count is given up. The packings of Llama-3.1-8B's

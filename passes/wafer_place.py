@@ -316,7 +316,7 @@ class _WaferConstructor:
             tried.add(slowest)
             a, b = runs[slowest]
             bands = merged(units[a:b], self.most)
-            key = ("columns",) + tuple(b.key for b in bands)
+            key = ("columns",) + tuple(band.key for band in bands)
             if key not in self._memo:
                 couples = coupled(paired(bands))
                 strips = min(options[slowest], key=_speed).strips
