@@ -93,6 +93,38 @@ def test_wafer_scale_placer_keeps_the_answer(fabric, wafers):
     assert max_error(cm(*inputs), model(*inputs)) <= 1e-4
 
 
+def test_a_column_packed_placement_keeps_the_answer(monkeypatch):
+    """Kernels of four layers packed in columns (a couple that the stepped pairs would hold too,
+    forced into columns here) still compute what PyTorch does."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from passes import wafer_place
+    from passes.serpentine import BandSizer, coupled, paired, serpentine_layout
+
+    def columns_only(self, bands, floor):
+        layout = serpentine_layout(self.search, coupled(paired(bands)), self.fabric, 1, floor,
+                                   columns=True)
+        return [layout] if layout else []
+    monkeypatch.setattr(BandSizer, "_couple", lambda self, band, w, stage: self._columns(band, w, stage))
+    monkeypatch.setattr(wafer_place._WaferConstructor, "_candidates", columns_only)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = LlamaForCausalLM(config).eval()
+    inputs = (torch.randint(0, config.vocab_size, (1, 8)),)
+    cm = compiler.compile(model, inputs, target="toy", fabric_dims=(96, 96))
+    regions = json.loads(cm.artifact.files["placement.json"])["regions"]
+    down = [r for r in regions if r["kernel"].endswith("mlp_down_proj")]
+    stack = [r for r in regions if r["layer"] is not None and r not in down]
+    # The layers' last kernels are slabs across the couple, two above the others and two below;
+    # the others are in columns a quarter of the couple's width or less.
+    assert len({(r["x"], r["w"]) for r in down}) == 1
+    assert all(4 * r["w"] <= down[0]["w"] + 3 for r in stack)
+    assert max(r["y"] for r in down[:2]) < min(r["y"] for r in stack)
+    assert min(r["y"] for r in down[2:]) >= max(r["y"] + r["h"] for r in stack)
+    assert max_error(cm(*inputs), model(*inputs)) <= 1e-4
+
+
 def test_wafers_auto_on_a_small_fabric_pipelines_what_one_wafer_cannot_hold():
     """A fabric small enough for the one-wafer placer, and a model too big for one of its wafers:
     `wafers=None` (auto) takes the fewest that hold it, as on a big fabric."""
