@@ -62,6 +62,19 @@ def test_kernels_of_different_kinds_share_columns():
     assert len({packing.columns[i] for i, k in enumerate(kinds) if k == "big"}) == 3
 
 
+def test_columns_of_unequal_widths_are_opened_where_no_even_split_packs():
+    # Four kernels that need 30 columns (200 rows each) and six whose area is the same at any
+    # width. No even split of 54 gives a column of 30 and room beside it; 30 and 24 do.
+    def height(i: int, w: int) -> int | None:
+        if kinds[i] == "wide":
+            return 200 if w >= 30 else None
+        return math.ceil(1200 / w)
+    kinds = ["wide"] * 4 + ["narrow"] * 6
+    packing = pack_columns((54, 800), kinds, height)
+    assert_packs(packing, (54, 800), kinds, height)
+    assert 30 in packing.widths and packing.widths != even_widths(sum(packing.widths), len(packing.widths))
+
+
 def test_nothing_is_returned_when_the_area_is_short_or_an_item_fits_no_column():
     def height(i: int, w: int) -> int | None:
         return 10 if w >= 8 else None
