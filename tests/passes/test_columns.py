@@ -75,6 +75,23 @@ def test_columns_of_unequal_widths_are_opened_where_no_even_split_packs():
     assert 30 in packing.widths and packing.widths != even_widths(sum(packing.widths), len(packing.widths))
 
 
+def test_restarts_only_add_searches_and_repeat_themselves():
+    # 86 by 96 holds twenty items of 24 rows at 17 or 18 columns and nothing wider: opened
+    # columns must be 17 or 18 wide, whatever order the restarts try widths in.
+    kinds = ["k"] * 20
+
+    def height(i: int, w: int) -> int | None:
+        return tiled(1200, 34, 100)(w)
+    for box in ((86, 96), (86, 100), (90, 97)):
+        once = pack_columns(box, kinds, height, fewest=6)
+        many = pack_columns(box, kinds, height, fewest=6, restarts=5)
+        if once is not None:
+            assert many == once
+        assert many == pack_columns(box, kinds, height, fewest=6, restarts=5)
+        if many is not None:
+            assert_packs(many, box, kinds, height)
+
+
 def test_nothing_is_returned_when_the_area_is_short_or_an_item_fits_no_column():
     def height(i: int, w: int) -> int | None:
         return 10 if w >= 8 else None
