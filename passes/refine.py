@@ -17,6 +17,10 @@ two solves, never a weighted sum: first the slowest kernel, then, with the stage
 the caller, at the whole wafer's bottleneck), the chain length. Every solve starts from a hint (the
 constructive layout, or the first solve's answer) and is bounded by deterministic work with one
 worker and a fixed seed, so the same input gives the same layout on any machine.
+
+Couples packed in columns (four layers, `BandSizer.packed`) are not CP-SAT models: they are too
+big for one. `repack_couples` re-packs each distinct one with a deeper column search instead,
+holding the placement's real bottleneck and lowering the couple's compute-only time.
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ from ortools.sat.python import cp_model
 
 from passes.packing import ShapePacking
 from passes.place import SearchBudget
-from passes.serpentine import (Band, BandLayout, Rect, SerpentineLayout, ShapeSearch, Stage,
-                               band_stage)
+from passes.serpentine import (Band, BandLayout, BandSizer, Rect, SerpentineLayout, ShapeSearch,
+                               Stage, band_stage)
 
 # Candidate widths, as fractions of the box width (the complements are added too): a kernel can
 # span the band, or share its rows with one or two others.
@@ -38,6 +42,14 @@ WIDTH_FRACTIONS = (1.0, 2 / 3, 1 / 2, 1 / 3)
 MIN_GAIN = 0.01
 # Candidate stage times, as fractions of the constructive stage time.
 STAGE_LADDER = (1.0, 0.98, 0.96, 0.94, 0.91, 0.87)
+# Couples packed in columns are re-packed with REPACK_RESTARTS searches of REPACK_BUDGET nodes
+# for columns of unequal widths (`columns.RESTART_NOISE`): the constructive search has one of
+# `columns.OPEN_BUDGET` for each of the many stages and widths it tries, this one width and a
+# few stages per distinct couple.
+REPACK_BUDGET = 2_000
+REPACK_RESTARTS = 10
+# The compute-only time is bisected to this many cycles.
+REPACK_TOLERANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -236,3 +248,35 @@ def _shares(refiners: dict, budget: SearchBudget) -> dict:
     """The budget split between the refiners in proportion to their kernels."""
     total = sum(len(r.band.kernels) for r in refiners.values()) or 1
     return {key: budget.share(len(r.band.kernels) / total) for key, r in refiners.items()}
+
+
+# ---------------------------------------------------------------- couples packed in columns
+
+
+def repack_couples(search: ShapeSearch, layouts: list[SerpentineLayout]) -> list[SerpentineLayout]:
+    """Each distinct couple packed in columns (`BandSizer.packed`) re-packed in its box, with the
+    real stage held at the whole placement's bottleneck, for the least compute-only time a
+    deeper column search finds, and stamped onto every copy. The constructive bisection stops
+    where its short searches first fail, which at a stage this tight is often above a packing
+    that exists. The bisection runs down to the compute-only time the rest of the placement keeps
+    (lower gains nothing), and a couple is replaced only by a layout with a lower time."""
+    placed = [p for layout in layouts for p in layout.bands]
+    couples = {p.box_key: p for p in placed if p.layout.columns}
+    if not couples:
+        return layouts
+    stages = [band_stage(search, p.band, p.layout) for p in placed]
+    real = max(s.real for s in stages)
+    floor = max((s.compute for p, s in zip(placed, stages) if not p.layout.columns), default=0.0)
+    done = {}
+    for key, p in couples.items():
+        sizer = BandSizer(search, p.layout.w, p.layout.h, columns=True)
+        best, hi, lo = p.layout, band_stage(search, p.band, p.layout).compute, floor
+        while hi - lo > REPACK_TOLERANCE:
+            mid = (lo + hi) / 2
+            found = sizer.packed(p.band, p.layout.w, Stage(real, mid), REPACK_BUDGET, REPACK_RESTARTS)
+            if found is None:
+                lo = mid
+            else:
+                best, hi = found, band_stage(search, p.band, found).compute
+        done[key] = best
+    return [layout.with_layouts(done) for layout in layouts]

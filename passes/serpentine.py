@@ -41,7 +41,7 @@ import itertools
 import math
 from dataclasses import dataclass, replace
 
-from passes.columns import pack_columns
+from passes.columns import OPEN_BUDGET, pack_columns
 from passes.cost import KernelCostModel
 
 # Stop bisecting a stage time when the bracket is this tight (relative): finer steps buy little
@@ -344,6 +344,7 @@ class BandLayout:
     h: int
     rects: tuple[Rect, ...]  # one per kernel of the band, relative to the box
     u_turn: bool = False
+    columns: bool = False    # a couple packed in columns (`BandSizer.packed`)
 
 
 def stacked(w: int, box_height: int, heights: tuple[int, ...]) -> BandLayout:
@@ -689,29 +690,37 @@ class BandSizer:
         return BandLayout(w, self.cap, tuple(rects + turned))
 
     def _columns(self, band: Band, w: int, stage: Stage) -> BandLayout | None:
-        """The four layers of a couple in a w x cap box, packed where the stepped pairs do not
-        fit: each layer's last kernel a slab across the whole width, two above and two below
-        the other kernels of all four layers, which are packed in columns
-        (`columns.pack_columns`), each column's kernels top to bottom in pipeline order. The
-        chain runs up and down the columns, so it is longer, but each kernel can take a width
-        near its best."""
+        """`packed`, remembering the stages at which it found nothing."""
         # Heights only grow as the stage tightens: what found nothing at a stage finds nothing
         # at a tighter one (the search is cut short, so this is a rule of thumb, not a proof).
         failed = self._unpacked.setdefault((band.key, w), [])
         if any(s.looser_than(stage) for s in failed):
             return None
+        layout = self.packed(band, w, stage)
+        if layout is None:
+            failed.append(stage)
+        return layout
+
+    def packed(self, band: Band, w: int, stage: Stage, open_budget: int = OPEN_BUDGET,
+               restarts: int = 1) -> BandLayout | None:
+        """The four layers of a couple in a w x cap box, packed in columns: each layer's last
+        kernel a slab across the whole width, two above and two below the other kernels of all
+        four layers, which are packed in columns (`columns.pack_columns`, with `restarts`
+        searches of `open_budget` nodes for columns of unequal widths), each column's kernels top to bottom in pipeline
+        order. The chain runs up and down the columns, so it is longer, but each kernel can
+        take a width near its best. None if no packing is found."""
         layers = [band.kernels[k:k + len(band.kernels) // 4]
                   for k in range(0, len(band.kernels), len(band.kernels) // 4)]
         slabs = [self.search.min_height(layer[-1], w, stage, self.cap) for layer in layers]
-        packing = None
-        if None not in slabs and sum(slabs) < self.cap:
-            rows = self.cap - sum(slabs)
-            stack = [i for layer in layers for i in layer[:-1]]
-            packing = pack_columns((w, rows), [self.search.kind[i] for i in stack],
-                                   lambda k, cw: self.search.min_height(stack[k], cw, stage, rows),
-                                   fewest=len(layers))
+        if None in slabs or sum(slabs) >= self.cap:
+            return None
+        rows = self.cap - sum(slabs)
+        stack = [i for layer in layers for i in layer[:-1]]
+        packing = pack_columns((w, rows), [self.search.kind[i] for i in stack],
+                               lambda k, cw: self.search.min_height(stack[k], cw, stage, rows),
+                               fewest=len(layers), open_budget=open_budget,
+                               restarts=restarts)
         if packing is None:
-            failed.append(stage)
             return None
         # Top to bottom: slabs 1 and 0, the columns, slabs 2 and 3. Each slab is then next to
         # the part of the columns where its layer's kernels mostly are, and the couple leaves
@@ -727,7 +736,7 @@ class BandSizer:
             tops[c] += h
         for k, layer in enumerate(layers):
             at[layer[-1]] = Rect(0, y[k], w, slabs[k])
-        return BandLayout(w, self.cap, tuple(at[i] for i in band.kernels))
+        return BandLayout(w, self.cap, tuple(at[i] for i in band.kernels), columns=True)
 
     def narrowest(self, band: Band, stage: Stage) -> BandLayout | None:
         key = (band.key, stage)
