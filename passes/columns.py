@@ -49,7 +49,7 @@ OPEN_BUDGET = 200
 # width. Each width costs every kind a height; on 405B's wide couples, every width cost 2 s.
 OPEN_ALL_WIDTHS = 32
 # A search that opens columns succeeds in a few dozen nodes or only after a long tail (on
-# Llama-3.1-8B's couples, 36 to 300,000 nodes over 34 stage times in a 2.5% range), depending on
+# Llama-3.1-8B's couples, 36 to 300,000 nodes at 34 stage times within 0.7%), depending on
 # the widths tried first. Restarts rank the widths by area times a factor up to 1 + RESTART_NOISE
 # drawn from a generator seeded by the restart's number: deterministic, and another order.
 RESTART_NOISE = 0.01
