@@ -215,4 +215,5 @@ class _Search:
             if least is None:
                 return False
             need += n * least
-        return need <= self.free * self.rows + sum(w * r for w, r, u in zip(self.widths, room, usable) if u)
+        room_used = sum(w * r for w, r, u in zip(self.widths, room, usable) if u)
+        return need <= self.free * self.rows + room_used

@@ -275,7 +275,8 @@ def repack_couples(search: ShapeSearch, layouts: list[SerpentineLayout]) -> list
         best, hi, lo = p.layout, band_stage(search, p.band, p.layout).compute, floor
         while hi - lo > REPACK_TOLERANCE:
             mid = (lo + hi) / 2
-            found = sizer.packed(p.band, p.layout.w, Stage(real, mid), REPACK_BUDGET, REPACK_RESTARTS)
+            found = sizer.packed(p.band, p.layout.w, Stage(real, mid), REPACK_BUDGET,
+                                 REPACK_RESTARTS)
             if found is None:
                 lo = mid
             else:

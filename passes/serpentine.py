@@ -706,9 +706,9 @@ class BandSizer:
         """The four layers of a couple in a w x cap box, packed in columns: each layer's last
         kernel a slab across the whole width, two above and two below the other kernels of all
         four layers, which are packed in columns (`columns.pack_columns`, with `restarts`
-        searches of `open_budget` nodes for columns of unequal widths), each column's kernels top to bottom in pipeline
-        order. The chain runs up and down the columns, so it is longer, but each kernel can
-        take a width near its best. None if no packing is found."""
+        searches of `open_budget` nodes for columns of unequal widths), each column's kernels
+        top to bottom in pipeline order. The chain runs up and down the columns, so it is
+        longer, but each kernel can take a width near its best. None if no packing is found."""
         layers = [band.kernels[k:k + len(band.kernels) // 4]
                   for k in range(0, len(band.kernels), len(band.kernels) // 4)]
         slabs = [self.search.min_height(layer[-1], w, stage, self.cap) for layer in layers]

@@ -72,7 +72,8 @@ def test_columns_of_unequal_widths_are_opened_where_no_even_split_packs():
     kinds = ["wide"] * 4 + ["narrow"] * 6
     packing = pack_columns((54, 800), kinds, height)
     assert_packs(packing, (54, 800), kinds, height)
-    assert 30 in packing.widths and packing.widths != even_widths(sum(packing.widths), len(packing.widths))
+    assert 30 in packing.widths
+    assert packing.widths != even_widths(sum(packing.widths), len(packing.widths))
 
 
 def test_restarts_only_add_searches_and_repeat_themselves():
