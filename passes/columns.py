@@ -93,14 +93,12 @@ def pack_columns(box: tuple[int, int], kinds: list, height: Callable[[int, int],
     for search in searches():
         found = search.run()
         if found is not None:
-            columns = [0] * len(kinds)
-            for items, chosen in zip(groups, found):
-                for i, c in zip(items, chosen):
-                    columns[i] = c
             widths = tuple(search.widths)
-            kind_of = {i: k for k, items in enumerate(groups) for i in items}
-            return ColumnPacking(widths, tuple(columns), tuple(
-                heights[kind_of[i], widths[c]] for i, c in enumerate(columns)))
+            columns, item_heights = [0] * len(kinds), [0] * len(kinds)
+            for k, (items, chosen) in enumerate(zip(groups, found)):
+                for i, c in zip(items, chosen):
+                    columns[i], item_heights[i] = c, heights[k, widths[c]]
+            return ColumnPacking(widths, tuple(columns), tuple(item_heights))
     return None
 
 

@@ -20,7 +20,7 @@ odd width some stack kernels take the wider half, and the stack may start inside
 wrap round so that they can fill half its rows. Two identical pairs may go as a couple
 (`coupled`): side by side with a boundary that steps by a column at half height, so that at an
 odd width each averages half of it; where that does not fit, a couple's kernels may instead be
-packed in columns, each layer's last kernel a slab across the couple (`BandSizer._columns`).
+packed in columns, each layer's last kernel a slab across the couple (`BandSizer.packed`).
 
 Sizes come from a target `Stage`: at a stage each kernel needs the smallest height (at its band's
 width) that meets it, each band the smallest width whose kernels fit the strip's height, and the
@@ -600,7 +600,7 @@ class BandSizer:
     one meeting a stage, and the fastest one at a given width; memoised per band key. With
     `wrap`, an odd-width pair's stack may start inside the layer when that is all that fits
     (see `pair_layout`); with `columns`, a couple that does not fit as stepped pairs may be
-    packed in columns (see `_columns`)."""
+    packed in columns (see `packed`)."""
 
     def __init__(self, search: ShapeSearch, width: int, strip_height: int, wrap: bool = False,
                  columns: bool = False):
